@@ -1,0 +1,1 @@
+"""TensorBoard diagnostics for kinit (weights, activations, gradients)."""

@@ -1,0 +1,149 @@
+"""The base classes every kinit initializer builds on.
+
+`KinitInitializer` standardizes the call (shape and dtype checks) and derives
+`get_config()` from the constructor signature, so every constructor argument
+is serialized by construction. `RandomInitializer` adds kinit's seed
+behaviour and the random draws the schemes share.
+
+Seeds differ from Keras's built-ins on purpose. A Keras initializer seeded
+with an int, or left unseeded, returns *the same values on every call*, so one
+instance shared by two layers of one shape gives them identical weights. A
+kinit initializer folds a call counter into its seed instead:
+
+* ``seed=<int>``: call *k* of the instance uses a stream derived from
+  ``(seed, k)``, so the same model code with the same seed gives bitwise the
+  same weights, also in a new process, while successive calls (successive
+  layers) differ.
+* ``seed=None``: every call draws a fresh seed from Python's global random
+  state, which `keras.utils.set_random_seed` seeds; so unseeded runs are
+  reproducible after a global seed, and random otherwise.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import random
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+from keras import ops
+
+from kinit.validation import MAX_SEED, check_seed
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+class KinitInitializer(keras.initializers.Initializer):
+    """Base of all kinit initializers: call checks and automatic config.
+
+    Subclasses implement `generate(shape, dtype)` and store every constructor
+    argument under an attribute of the same name.
+    """
+
+    #: Whether `generate` only makes sense for floating dtypes.
+    float_only = True
+
+    def __call__(self, shape, dtype=None):
+        shape = standardize_shape(shape, type(self).__name__)
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        if self.float_only and dtype not in FLOAT_DTYPES:
+            raise ValueError(
+                f"{type(self).__name__}: cannot fill a tensor of dtype {dtype!r}; "
+                f"allowed dtypes are {', '.join(FLOAT_DTYPES)}."
+            )
+        return self.generate(shape, dtype)
+
+    def generate(self, shape: Tuple[int, ...], dtype: str):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class RandomInitializer(KinitInitializer):
+    """Base of the random schemes: per-call seeds and the shared draws."""
+
+    def __init__(self, seed: Optional[int] = None):
+        self.seed = check_seed(type(self).__name__, seed)
+        self._calls = 0
+
+    def next_seed(self) -> int:
+        """The seed for this call; advances the call counter."""
+        if self.seed is None:
+            return random.randint(0, MAX_SEED)
+        # SeedSequence mixes (seed, call) so that neighbouring seeds and
+        # neighbouring calls give unrelated streams.
+        state = np.random.SeedSequence([self.seed, self._calls]).generate_state(1)[0]
+        self._calls += 1
+        return int(state) & MAX_SEED
+
+    # Draws compute in float32 (float64 when asked) and cast, so float16 and
+    # bfloat16 get correctly rounded values instead of low-precision sampling.
+    def normal(self, shape, dtype, mean=0.0, stddev=1.0):
+        compute = _compute_dtype(dtype)
+        x = keras.random.normal(shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed())
+        return ops.cast(x, dtype)
+
+    def uniform(self, shape, dtype, minval=0.0, maxval=1.0):
+        compute = _compute_dtype(dtype)
+        x = keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=compute, seed=self.next_seed())
+        return ops.cast(x, dtype)
+
+    def truncated_normal(self, shape, dtype, mean=0.0, stddev=1.0):
+        """Normal values redrawn outside ``mean ± 2·stddev`` (Keras's rule)."""
+        compute = _compute_dtype(dtype)
+        x = keras.random.truncated_normal(
+            shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed()
+        )
+        return ops.cast(x, dtype)
+
+    def bounded_normal(self, shape, dtype, mean, stddev, minval, maxval):
+        """Normal values truncated to the absolute interval [minval, maxval].
+
+        Inverse-CDF sampling: u ~ U(Φ(α), Φ(β)), x = mean + stddev·Φ⁻¹(u).
+        """
+        compute = _compute_dtype(dtype)
+        low = normal_cdf((minval - mean) / stddev)
+        high = normal_cdf((maxval - mean) / stddev)
+        u = keras.random.uniform(shape, minval=low, maxval=high, dtype=compute, seed=self.next_seed())
+        x = mean + stddev * math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+        # erfinv loses precision near ±1; the clip keeps the promise of the bounds.
+        return ops.cast(ops.clip(x, minval, maxval), dtype)
+
+
+def standardize_shape(shape, owner: str = "initializer") -> Tuple[int, ...]:
+    """Return `shape` as a tuple of non-negative ints or raise ValueError."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
+        raise ValueError(
+            f"{owner}: the shape must be a sequence of non-negative integers; "
+            f"received shape={shape!r}."
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _compute_dtype(dtype: str) -> str:
+    return "float64" if dtype == "float64" else "float32"
+
+
+def normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def register(cls):
+    """Register `cls` for Keras serialization under the ``kinit>`` package."""
+    return keras.saving.register_keras_serializable(package="kinit")(cls)
+
