@@ -46,6 +46,9 @@ class ZerO(KinitInitializer):
         with only Zeros and Ones" (TMLR), Algorithms 1 and 2.
     """
 
+    def __init__(self):
+        """No arguments: the construction is fixed by the kernel shape."""
+
     def generate(self, shape, dtype):
         spatial, fan_in, fan_out = dense_or_conv_dims(type(self).__name__, shape)
         matrix = ops.convert_to_tensor(zero_matrix(fan_in, fan_out), dtype=dtype)

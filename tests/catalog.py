@@ -12,8 +12,29 @@ import keras
 
 import kinit
 
+
+def conv1d_block(initializer, name: str):
+    """A Conv1D over the (batch, 5) input read as 5 positions of 1 channel."""
+    return keras.Sequential(
+        [
+            keras.layers.Reshape((5, 1)),
+            keras.layers.Conv1D(6, 3, padding="same", kernel_initializer=initializer),
+            keras.layers.Flatten(),
+        ],
+        name=name,
+    )
+
+
 # Schemes that need something other than a Dense kernel name the layer here.
-LAYER_FACTORIES = {}
+LAYER_FACTORIES = {
+    kinit.DeltaOrthogonal: conv1d_block,
+    kinit.ConvolutionOrthogonal: conv1d_block,
+    kinit.Dirac: conv1d_block,
+}
+
+# A kernel shape each scheme can fill, where the default one does not fit.
+DEFAULT_SHAPE = (4, 4, 3, 6)
+EXAMPLE_SHAPES = {kinit.DeltaOrthogonal: (3, 3, 3, 6), kinit.Identity: (4, 6)}
 
 
 def example(cls):
@@ -35,6 +56,10 @@ def public_scheme_classes():
 
 
 SCHEMES = [example(cls) for cls in public_scheme_classes()]
+
+
+def shape_for(initializer):
+    return EXAMPLE_SHAPES.get(type(initializer), DEFAULT_SHAPE)
 
 
 def layer_for(initializer, name: str):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kinit
-from catalog import SCHEMES, layer_for, public_scheme_classes
+from catalog import SCHEMES, layer_for, public_scheme_classes, shape_for
 from conftest import run_python
 
 
@@ -25,7 +25,7 @@ def test_config_round_trip_rebuilds_an_equal_initializer(initializer):
     json.dumps(config)  # plain JSON: what a .keras file stores
     rebuilt = type(initializer).from_config(config)
     assert rebuilt.get_config() == config
-    shape = (4, 4, 3, 6)
+    shape = shape_for(initializer)
     fresh = type(initializer).from_config(config)
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(fresh(shape)), keras.ops.convert_to_numpy(rebuilt(shape))
