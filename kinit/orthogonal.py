@@ -184,13 +184,21 @@ class ConvolutionOrthogonal(OrthogonalBase):
         axes = factor_axes(spatial)
         # One batched QR: the first matrix gives H, the others the projections.
         q = haar_orthogonal(self, fan_out, fan_out, dtype, batch=(len(axes) + 1,))
-        kernel = ops.reshape(q[0, :fan_in], (1,) * len(spatial) + (fan_in, fan_out))
+        # H at tap 0 of a full-size kernel; each factor below multiplies by
+        # P + (I − P)·z: the taps times P stay, the taps times (I − P) move
+        # one step along the factor's axis. The k − 1 steps along an axis of
+        # size k never wrap around, so the roll is an exact shift.
+        kernel = ops.pad(
+            ops.reshape(q[0, :fan_in], (1,) * len(spatial) + (fan_in, fan_out)),
+            [(0, k - 1) for k in spatial] + [(0, 0), (0, 0)],
+        )
         if not axes:
             return kernel
         masks = ops.cast(self.uniform((len(axes), 1, fan_out), dtype) < 0.5, dtype)
         projections = ops.matmul(q[1:] * masks, ops.swapaxes(q[1:], -1, -2))
-        for j, axis in enumerate(axes):
-            kernel = times_two_tap_factor(kernel, projections[j], axis)
+        for axis, projection in zip(axes, ops.unstack(projections)):
+            stay = ops.matmul(kernel, projection)
+            kernel = stay + ops.roll(kernel - stay, 1, axis=axis)
         return kernel
 
 
@@ -198,13 +206,3 @@ def factor_axes(spatial: Sequence[int]):
     """The spatial axis of each 2-tap factor: ``k − 1`` per axis, interleaved."""
     steps = max(spatial) - 1
     return [axis for step in range(steps) for axis, k in enumerate(spatial) if step < k - 1]
-
-
-def times_two_tap_factor(kernel, projection, axis: int):
-    """``kernel(z) · (P + (I − P) z_axis)``: a full convolution of the taps."""
-    stay = ops.matmul(kernel, projection)
-    shift = kernel - stay  # kernel · (I − P)
-    rank = len(kernel.shape)
-    after = [(0, 1) if a == axis else (0, 0) for a in range(rank)]
-    before = [(1, 0) if a == axis else (0, 0) for a in range(rank)]
-    return ops.pad(stay, after) + ops.pad(shift, before)
