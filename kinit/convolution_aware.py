@@ -62,10 +62,12 @@ class ConvolutionAware(RandomInitializer):
         spatial, fan_in, fan_out = dense_or_conv_dims(type(self).__name__, shape)
         if not spatial:
             return ops.cast(haar_orthogonal(self, fan_in, fan_out, compute), dtype)
+        taps = math.prod(spatial)
         filters = self.spectral_filters(shape, spatial, fan_in, fan_out, compute)
         if self.eps_std > 0:
-            filters = filters + self.normal((fan_out, fan_in, math.prod(spatial)), compute, 0.0, self.eps_std)
-        filters = filters * ops.sqrt((2.0 / (fan_in * math.prod(spatial))) / ops.var(filters))
+            filters = filters + self.normal((fan_out, fan_in, taps), compute, 0.0, self.eps_std)
+        he_variance = 2.0 / (fan_in * taps)
+        filters = filters * ops.sqrt(he_variance / ops.var(filters))
         # (out, in, N) -> (*spatial, in, out)
         filters = ops.reshape(filters, (fan_out, fan_in, *spatial))
         order = tuple(range(2, 2 + len(spatial))) + (1, 0)
