@@ -10,6 +10,8 @@ from kinit.base import KinitInitializer, RandomInitializer
 from kinit.constant import Constant, Ones, Zeros
 from kinit.fans import KERNEL_LAYOUTS, compute_fans
 from kinit.gains import calculate_gain
+from kinit.lsuv import LsuvReport, LsuvRow, lsuv
+from kinit.policy import InitReport, InitRow, initialize
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
 from kinit.variance import (
     FanInNormal,
@@ -55,4 +57,10 @@ __all__ = [
     "KERNEL_LAYOUTS",
     "calculate_gain",
     "compute_fans",
+    "initialize",
+    "InitReport",
+    "InitRow",
+    "lsuv",
+    "LsuvReport",
+    "LsuvRow",
 ]
