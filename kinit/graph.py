@@ -71,12 +71,6 @@ class Trace:
     inputs: list
     outputs: list
 
-    def node_of(self, layer) -> LayerNode:
-        for node in self.nodes:
-            if node.layer is layer:
-                return node
-        raise KeyError(f"layer {getattr(layer, 'name', layer)!r} is not part of the traced model")
-
     def layers(self) -> Iterator[LayerNode]:
         """The non-input nodes, in execution order."""
         return (node for node in self.nodes if not node.is_input)

@@ -15,7 +15,8 @@ from kinit.base import RandomInitializer
 from kinit.graph import graph_of, require_built
 from kinit.probe import pre_activation_probe
 from kinit.report import Report
-from kinit.rules import SEPARABLE, orthogonal
+from kinit.orthogonal import Orthogonal
+from kinit.rules import SEPARABLE
 from kinit.validation import check_int, check_number, check_seed
 
 OWNER = "lsuv"
@@ -181,7 +182,7 @@ def lsuv(
         for node in probe.nodes:
             if orthogonal_first:
                 for kernel in _weights(node.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
-                    kernel.assign(orthogonal(1.0, seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
+                    kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
             for bias in _weights(node.layer, ("bias",)):
                 bias.assign(ops.zeros_like(bias))
         stds = _stds(probe, x, batch_size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import List
 
 
@@ -41,6 +40,3 @@ def _format(value) -> str:
         return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return "" if value is None else str(value)
 
-
-def row_fields(row) -> dict:
-    return {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}

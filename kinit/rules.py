@@ -43,13 +43,9 @@ import numpy as np
 from kinit.constant import Constant, Ones, Zeros
 from kinit.gains import calculate_gain
 from kinit.nonlinearity import Nonlinearity, following_nonlinearity
+from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
 from kinit.variance import GlorotUniform, HeNormal, LecunNormal
-
-try:
-    from kinit.orthogonal import Orthogonal
-except ImportError:  # kinit.orthogonal is not available yet: Keras's, seeded per weight.
-    Orthogonal = None
 
 #: Weights that carry a layer's linear map (a single-scheme policy applies to these).
 KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
@@ -84,13 +80,6 @@ class AutoOptions:
     embedding_stddev: float = 0.02
     #: Normalization layers whose γ starts at 0 → the Add they feed.
     zero_gamma: Optional[dict] = None
-
-
-def orthogonal(gain: float, seed: Optional[int]):
-    """An orthogonal initializer (the single place that picks the class)."""
-    if Orthogonal is not None:
-        return Orthogonal(gain=gain, seed=seed)
-    return keras.initializers.Orthogonal(gain=gain, seed=seed)
 
 
 def kernel_layout(layer, weight_name: str) -> str:
@@ -180,7 +169,7 @@ def _is_recurrent_cell(layer) -> bool:
 def _recurrent_choice(layer, weight, seed: int) -> Choice:
     kind = type(layer).__name__
     if weight.name == "recurrent_kernel":
-        return Choice(orthogonal(1.0, seed), "orthogonal, gain 1", f"{kind} recurrent kernel → orthogonal")
+        return Choice(Orthogonal(1.0, seed=seed), "orthogonal, gain 1", f"{kind} recurrent kernel → orthogonal")
     if weight.name == "kernel":
         return Choice(
             GlorotUniform(seed=seed),

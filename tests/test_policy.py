@@ -107,7 +107,7 @@ def test_deep_relu_mlp_keeps_its_scale_with_auto_and_collapses_with_a_small_norm
     assert 0.5 <= stds[29] / stds[0] <= 2.0, stds
 
     report = kinit.initialize(model, policy=kinit.RandomNormal(stddev=0.01), seed=1)
-    assert all(row.scheme.startswith("RandomNormal(stddev=0.01)") for row in report if row.weight == "kernel")
+    assert all(row.scheme == "kinit.RandomNormal(stddev=0.01)" for row in report if row.weight == "kernel")
     stds = activation_stds(model, x)
     # Each layer multiplies the std by about 0.01·√(256/2) ≈ 0.11.
     assert stds[29] / stds[0] < 1e-10, stds
