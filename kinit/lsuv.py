@@ -184,7 +184,7 @@ def lsuv(
                 for kernel in _weights(node.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
                     kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
             for bias in _weights(node.layer, ("bias",)):
-                bias.assign(ops.zeros_like(bias))
+                bias.assign(ops.zeros(bias.shape, dtype=bias.dtype))
         stds = _stds(probe, x, batch_size)
         for index, node in enumerate(probe.nodes):
             kernel = _scaled_kernel(node.layer)
@@ -193,7 +193,7 @@ def lsuv(
                 status = _status(std, target_std, tol)
                 if status is not None or iterations == max_iter:
                     break
-                kernel.assign(ops.cast(kernel * (target_std / std), kernel.dtype))
+                kernel.assign(ops.cast(kernel.value * (target_std / std), kernel.dtype))
                 iterations += 1
                 stds = _stds(probe, x, batch_size)
                 std = stds[index]
