@@ -242,37 +242,49 @@ def test_bad_arguments_and_unbuilt_models_fail_clearly():
         kinit.initialize(model, seed="x")
 
 
-@pytest.mark.slow
-def test_an_initialized_model_trains_and_reloads_in_a_fresh_process(tmp_path, fresh_python):
+def test_an_initialized_model_still_trains():
     model = mixed_model()
     kinit.initialize(model, seed=3, relu_bias=0.01)
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(64, 8, 8, 3)).astype("float32"), rng.integers(0, 500, (64, 6))]
     y = rng.integers(0, 10, 64)
-    initial = [w.numpy() for w in model.weights]
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     losses = model.fit(x, y, epochs=8, batch_size=64, verbose=0).history["loss"]
     assert losses[-1] < losses[0]
 
-    np.savez(tmp_path / "data.npz", image=x[0], tokens=x[1], expected=model.predict_on_batch(x))
-    np.savez(tmp_path / "initial.npz", *initial)
-    model.save(tmp_path / "model.keras")
+
+@pytest.mark.slow
+def test_initialized_and_calibrated_models_reload_in_a_fresh_process(tmp_path, fresh_python):
+    """One fresh process for both functions: each saved model loads and predicts
+    the same, and an int seed gives the same weights in the new process."""
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(32, 8, 8, 3)).astype("float32"), rng.integers(0, 500, (32, 6))]
+    initialized, calibrated = mixed_model(), mixed_model()
+    kinit.initialize(initialized, seed=3, relu_bias=0.01)
+    kinit.lsuv(calibrated, x, seed=0)
+    for name, model in (("initialized", initialized), ("calibrated", calibrated)):
+        model.save(tmp_path / f"{name}.keras")
+        np.save(tmp_path / f"{name}.npy", model.predict_on_batch(x))
+    np.savez(tmp_path / "data.npz", image=x[0], tokens=x[1])
+    np.savez(tmp_path / "initial.npz", *[w.numpy() for w in initialized.weights])
     result = fresh_python(
         f"""
         import sys, keras, numpy as np
         sys.path.insert(0, {str(TESTS)!r})
         import kinit
         from test_policy import mixed_model
-        data = np.load({str(tmp_path / "data.npz")!r})
-        model = keras.models.load_model({str(tmp_path / "model.keras")!r})
-        np.testing.assert_allclose(model.predict_on_batch([data["image"], data["tokens"]]), data["expected"], atol=1e-5)
+        folder = {str(tmp_path)!r}
+        data = np.load(folder + "/data.npz")
+        for name in ("initialized", "calibrated"):
+            model = keras.models.load_model(f"{{folder}}/{{name}}.keras")
+            np.testing.assert_allclose(model.predict_on_batch([data["image"], data["tokens"]]),
+                                       np.load(f"{{folder}}/{{name}}.npy"), atol=1e-5)
         fresh = mixed_model()
         kinit.initialize(fresh, seed=3, relu_bias=0.01)
-        initial = np.load({str(tmp_path / "initial.npz")!r})
+        initial = np.load(folder + "/initial.npz")
         for i, weight in enumerate(fresh.weights):
             np.testing.assert_array_equal(weight.numpy(), initial[f"arr_{{i}}"])
         print("ok")
         """
     )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
-
