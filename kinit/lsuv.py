@@ -185,7 +185,7 @@ def lsuv(
                     kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
             for bias in _weights(node.layer, ("bias",)):
                 bias.assign(ops.zeros(bias.shape, dtype=bias.dtype))
-        stds = _stds(probe, x, batch_size)
+        stds = _stds(probe, x, batch_size) if probe.nodes else []
         for index, node in enumerate(probe.nodes):
             kernel = _scaled_kernel(node.layer)
             iterations, std = 0, stds[index]

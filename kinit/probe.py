@@ -80,18 +80,26 @@ def pre_activation_probe(model: keras.Model, select: Callable[[LayerNode], bool]
     targets: list = []
     try:
         with trace(model, split_call) as traced:
-            walked = [node for node in traced.layers() if not node.in_graph and select(node)]
-            if not walked and traced.inputs:
-                probe_model = keras.Model(traced.inputs, [_moments(pre) for _, pre in targets])
-                run = lambda chunk: probe_model.predict_on_batch(tree.flatten(chunk))
+            selected = [node for node in traced.layers() if select(node)]
+            in_graph = bool(traced.inputs) and all(node.in_graph for node in selected)
+            if in_graph:  # the probe model must be built while the trace is open
                 nodes = [node for node, _ in targets]
-        if walked or not traced.inputs:
+                run = _graph_run(traced.inputs, [pre for _, pre in targets])
+        if not in_graph:
             _restore(fused)
-            nodes = [node for node in traced.layers() if select(node)]
+            nodes = selected
             run = _recording_run(model, nodes, fused)
         yield Probe(nodes, run)
     finally:
         _restore(fused)
+
+
+def _graph_run(inputs: list, pre_activations: list) -> Callable:
+    """One compiled model from the inputs to every target's moments."""
+    if not pre_activations:
+        return lambda chunk: []
+    probe_model = keras.Model(inputs, [_moments(pre) for pre in pre_activations])
+    return lambda chunk: probe_model.predict_on_batch(tree.flatten(chunk))
 
 
 def _recording_run(model, nodes: List[LayerNode], fused: dict) -> Callable:
