@@ -69,7 +69,6 @@ class Trace:
 
     nodes: List[LayerNode]
     inputs: list
-    outputs: list
 
     def layers(self) -> Iterator[LayerNode]:
         """The non-input nodes, in execution order."""
@@ -84,7 +83,8 @@ def trace(model: keras.Model, call: Optional[CallHook] = None) -> Iterator[Trace
     during the replay and returns its outputs; the default is
     ``layer(*args, **kwargs)``. `lsuv` uses it to split fused activations
     off the layers it measures. Inside the ``with`` block the trace's
-    symbolic `inputs` and `outputs` can be used to build a probe model; on
+    symbolic `inputs` and the tensors the hook sees can be used to build a
+    probe model; on
     leaving it, the replay's records are removed from the model's layers
     (a probe built inside keeps working).
 
@@ -104,7 +104,7 @@ def trace(model: keras.Model, call: Optional[CallHook] = None) -> Iterator[Trace
             for node in builder.nodes:
                 if node.parent is root:
                     node.parent = None
-            yield Trace(nodes=builder.nodes, inputs=[], outputs=[])
+            yield Trace(nodes=builder.nodes, inputs=[])
             return
         inputs = [
             keras.Input(batch_shape=ref.shape, dtype=ref.dtype, sparse=ref.sparse, name=ref.name)
@@ -113,9 +113,9 @@ def trace(model: keras.Model, call: Optional[CallHook] = None) -> Iterator[Trace
         for ref, tensor in zip(graph.inputs, inputs):
             node = builder.add(LayerNode(path=ref.name, layer=ref._keras_history.operation, is_input=True))
             builder.producers[id(tensor)] = node
-        outputs = builder.replay(graph, inputs, prefix="")
+        builder.replay(graph, inputs, prefix="")
         builder.link_walked()
-        yield Trace(nodes=builder.nodes, inputs=inputs, outputs=tree.flatten(outputs))
+        yield Trace(nodes=builder.nodes, inputs=inputs)
 
 
 def graph_of(layer) -> Optional[keras.Model]:
