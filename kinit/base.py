@@ -60,8 +60,9 @@ class KinitInitializer(keras.initializers.Initializer):
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
+        params = inspect.signature(type(self).__init__).parameters.values()
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {p.name: getattr(self, p.name) for p in params if p.kind in named and p.name != "self"}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -88,12 +89,12 @@ class RandomInitializer(KinitInitializer):
     # Draws compute in float32 (float64 when asked) and cast, so float16 and
     # bfloat16 get correctly rounded values instead of low-precision sampling.
     def normal(self, shape, dtype, mean=0.0, stddev=1.0):
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         x = keras.random.normal(shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed())
         return ops.cast(x, dtype)
 
     def uniform(self, shape, dtype, minval=0.0, maxval=1.0):
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         x = keras.random.uniform(shape, minval=minval, maxval=maxval, dtype=compute, seed=self.next_seed())
         return ops.cast(x, dtype)
 
@@ -109,7 +110,7 @@ class RandomInitializer(KinitInitializer):
         out-of-bounds value when four rejection tries fail) and, on
         TensorFlow, faster than rejection sampling.
         """
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         low = normal_cdf((minval - mean) / stddev)
         high = normal_cdf((maxval - mean) / stddev)
         u = keras.random.uniform(shape, minval=low, maxval=high, dtype=compute, seed=self.next_seed())
@@ -134,7 +135,7 @@ def standardize_shape(shape, owner: str = "initializer") -> Tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def _compute_dtype(dtype: str) -> str:
+def compute_dtype(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 

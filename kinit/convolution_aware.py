@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 from keras import ops
 
-from kinit.base import RandomInitializer, _compute_dtype, register
+from kinit.base import RandomInitializer, compute_dtype, register
 from kinit.kernel_shapes import dense_or_conv_dims, shape_error
 from kinit.orthogonal import haar_orthogonal
 from kinit.validation import check_number
@@ -58,7 +58,7 @@ class ConvolutionAware(RandomInitializer):
         super().__init__(seed)
 
     def generate(self, shape, dtype):
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         spatial, fan_in, fan_out = dense_or_conv_dims(type(self).__name__, shape)
         if not spatial:
             return ops.cast(haar_orthogonal(self, fan_in, fan_out, compute), dtype)

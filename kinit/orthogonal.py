@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 from keras import ops
 
-from kinit.base import RandomInitializer, _compute_dtype, register
+from kinit.base import RandomInitializer, compute_dtype, register
 from kinit.kernel_shapes import (
     conv_dims,
     flat_matrix_dims,
@@ -55,7 +55,7 @@ class OrthogonalBase(RandomInitializer):
         super().__init__(seed)
 
     def generate(self, shape, dtype):
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         return ops.cast(self.gain * self.orthogonal_kernel(shape, compute), dtype)
 
     def orthogonal_kernel(self, shape, dtype):

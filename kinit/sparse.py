@@ -7,7 +7,7 @@ from typing import Optional
 
 from keras import ops
 
-from kinit.base import RandomInitializer, _compute_dtype, register
+from kinit.base import RandomInitializer, compute_dtype, register
 from kinit.kernel_shapes import flat_matrix_dims
 from kinit.validation import check_number
 
@@ -62,7 +62,7 @@ class Sparse(RandomInitializer):
 
     def generate(self, shape, dtype):
         fan_in, units = flat_matrix_dims(type(self).__name__, shape)
-        compute = _compute_dtype(dtype)
+        compute = compute_dtype(dtype)
         values = self.normal((fan_in, units), compute, 0.0, self.stddev)
         # The rank of a uniform key within its column is a uniform random
         # permutation of 0..fan_in-1 per column: the lowest ranks become zeros.

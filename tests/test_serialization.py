@@ -106,3 +106,12 @@ def test_loading_without_import_fails_naming_kinit(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = sorted(result.stdout.strip().splitlines()[-3:])
     assert lines == ["he FAILED True True", "normal FAILED True True", "zeros FAILED True True"]
+
+
+def test_config_of_a_subclass_without_arguments():
+    class Halves(kinit.KinitInitializer):
+        def generate(self, shape, dtype):
+            return keras.ops.full(shape, 0.5, dtype=dtype)
+
+    assert Halves().get_config() == {}
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(Halves()((2,))), [0.5, 0.5])

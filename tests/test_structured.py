@@ -1,13 +1,11 @@
 """The structured schemes: orthogonal, identity-like, sparse and ZerO.
 
-Every test but the two named ``*_in_subprocess`` uses only keras.ops, Keras
-layers and numpy; `test_module_passes_on_other_backends_in_subprocess`
-reruns them under KERAS_BACKEND=jax and KERAS_BACKEND=torch.
+The tests use only keras.ops, Keras layers and numpy; tests/test_backends.py
+reruns this module under KERAS_BACKEND=jax and KERAS_BACKEND=torch.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -481,24 +479,3 @@ def test_saved_model_loads_in_subprocess(tmp_path):
     covered = {entry[0] for entry in report.values()}
     assert covered == {f"kinit.{name}" for name in FILLABLE}
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), as_numpy(model(x)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_module_passes_on_other_backends_in_subprocess(backend):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("reruns start from the TensorFlow run")
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (make test installs it)")
-    code = f"""
-        import os, sys
-        os.environ["JAX_ENABLE_X64"] = "1"  # so that the float64 tests run on JAX too
-        # Tiny arrays: XLA's compile time, not the run time, is what costs;
-        # its optimization passes make this run three times slower.
-        os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
-        import pytest
-        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-k", "not in_subprocess", {__file__!r}]))
-    """
-    result = run_python(code, backend=backend, cwd=ROOT)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\d+ passed", result.stdout) and "failed" not in result.stdout
