@@ -14,7 +14,7 @@ from callbacks.findings import Finding, Thresholds, find_problems
 from callbacks.layers import LayerEntry, discover
 from callbacks.probe import ensure_built, observe, split_probe
 from callbacks.rows import make_row
-from callbacks.writer import SummaryWriter
+from callbacks.writer import SummaryWriter, histogram_value, scalar_value, text_value
 from kinit.validation import check_int
 
 logger = logging.getLogger("callbacks")
@@ -129,26 +129,35 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
-            self._guard("write", self._writer.flush)
+            self._guard("the event file", self._writer.close)
+            self._writer = None
 
     # Logging -----------------------------------------------------------------
     def log(self, step: int) -> None:
-        """Observe the model now and write everything under `step`."""
+        """Observe the model now and write everything under `step` (flushed)."""
         self._last_step = step
-        observed = self._guard("probe", self._observe)
+        observed = self._guard("the probe", self._observe)
         if observed is None:
             return
         observations, notes = observed
         for note in notes:
             self._warn_once(note, f"InitDiagnostics: {note}.")
-        rows = []
+        rows, summaries = [], []
         for observation in observations:
-            row = self._guard(observation.kind, self._summarize, observation, step)
-            if row is not None:
-                rows.append(row)
-        self._guard("findings", self._report, rows, step)
-        if self._writer is not None:
-            self._guard("write", self._writer.flush)
+            row = self._guard(f"{observation.kind}s", self._row, observation)
+            if row is None:
+                continue
+            rows.append(row)
+            if self._writer is not None:
+                summaries += _scalars(observation, row)
+                histogram = self._guard(f"{observation.kind} histograms", histogram_value, observation.tag,
+                                        _tensorflow_value(observation.value), self.buckets)
+                summaries += [histogram] if histogram is not None else []
+        findings = self._guard("findings", self._report, rows, step)
+        if findings is not None and self._writer is not None:
+            summaries.append(text_value("findings", _markdown(findings, step)))
+        if self._writer is not None and summaries:
+            self._guard("the event file", self._writer.write, step, summaries)
 
     def _observe(self):
         if self._entries is None:
@@ -156,42 +165,33 @@ class InitDiagnostics(keras.callbacks.Callback):
             self._entries = discover(self.model, self.layer_filter)
         return observe(self.model, self._entries, self.x, self.y, **self.switches)
 
-    def _summarize(self, observation, step: int) -> dict:
+    def _row(self, observation) -> dict:
         values = keras.ops.convert_to_numpy(observation.value)
         row = make_row(observation, values, self._previous.get(observation.tag))
         if observation.kind == "weight":
             self._previous[observation.tag] = np.array(values, copy=True)
-        if self._writer is not None:
-            self._writer.histogram(observation.tag, _tensorflow_value(observation.value), step, self.buckets)
-            for statistic in SCALARS[observation.kind]:
-                if row[statistic] is not None:
-                    self._writer.scalar(f"{observation.kind}_{statistic}/{observation.layer}/"
-                                        f"{observation.name}", row[statistic], step)
         return row
 
-    def _report(self, rows: List[dict], step: int) -> None:
+    def _report(self, rows: List[dict], step: int) -> Optional[List[Finding]]:
+        """Log the findings if they are new; return them if they should be written."""
         findings = find_problems(rows, self.thresholds)
-        previous = self._findings
-        self._findings = findings
-        keys = [f.key for f in findings]
-        if previous is not None and keys == [f.key for f in previous]:
-            return
-        if self._writer is not None:
-            self._writer.text("findings", _markdown(findings, step), step)
+        previous, self._findings = self._findings, findings
+        if previous is not None and [f.key for f in findings] == [f.key for f in previous]:
+            return None
         if findings:
-            logger.warning("InitDiagnostics step %d: %s", step,
-                           "; ".join(str(f) for f in findings))
+            logger.warning("InitDiagnostics step %d: %s", step, "; ".join(str(f) for f in findings))
         elif previous:
             logger.warning("InitDiagnostics step %d: the earlier problems are gone.", step)
         else:
             logger.info("InitDiagnostics step %d: no problems found.", step)
+        return findings
 
     def _guard(self, what: str, function, *args):
         """Run `function`; on failure warn once per `what` and return None."""
         try:
             return function(*args)
         except Exception as error:  # the callback never ends a training run
-            self._warn_once(what, f"InitDiagnostics: could not log {what} "
+            self._warn_once(what, f"InitDiagnostics: logging {what} failed "
                             f"({type(error).__name__}: {error}); training continues, "
                             "and further failures of this kind are not reported.")
             return None
@@ -207,6 +207,12 @@ def _tensorflow_value(value):
     if keras.backend.backend() == "tensorflow":
         return value.value if isinstance(value, keras.Variable) else value
     return keras.ops.convert_to_numpy(value)
+
+
+def _scalars(observation, row: dict) -> list:
+    return [scalar_value(f"{observation.kind}_{statistic}/{observation.layer}/{observation.name}",
+                         row[statistic])
+            for statistic in SCALARS[observation.kind] if row[statistic] is not None]
 
 
 def _markdown(findings: List[Finding], step: int) -> str:

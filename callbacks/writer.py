@@ -1,12 +1,12 @@
 """TensorBoard output: bounded-memory histograms, scalars and text.
 
-`histogram_buckets` bins a tensor where it lives, in fixed-width buckets,
-streaming over chunks of `CHUNK` elements inside one `tf.function`, so the
-extra memory is a few chunk-sized buffers whatever the tensor's size. (The
-stock `tf.summary.histogram` builds an elements × buckets one-hot matrix:
-24 GB for 10⁸ values and 30 buckets.) The result is the histogram plugin's
-``[k, 3]`` tensor of (left edge, right edge, count), written with
-`tf.summary.write` and the plugin's metadata, so TensorBoard's Histograms,
+`histogram_buckets` bins a tensor where it lives, in fixed-width buckets. A
+tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
+`tf.function`, so the extra memory is a few chunk-sized buffers whatever the
+tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
+one-hot matrix: 24 GB for 10⁸ values and 30 buckets.) The result is the
+histogram plugin's ``[k, 3]`` tensor of (left edge, right edge, count),
+written with the plugin's metadata, so TensorBoard's Histograms,
 Distributions and Time Series tabs read it as their own.
 
 NaN and ±Inf are counted and left out: the buckets span exactly
@@ -14,21 +14,29 @@ NaN and ±Inf are counted and left out: the buckets span exactly
 finite values. A constant tensor gives TensorBoard's own convention (every
 edge at the value, all counts in the last bucket); a tensor with no finite
 value gives ``k`` empty buckets.
+
+One log's histograms, scalars and text go into one `Summary` protocol
+buffer written by a single op: one eager op per scalar would cost more than
+the statistics themselves.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, Iterable, Tuple
 
 import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.plugins.text.summary_v2 import text_pb
+from tensorboard.util import tensor_util
 
 #: Elements binned per step; bounds the temporary memory of one histogram.
 CHUNK = 1 << 20
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
-_FUNCTIONS: Dict[tf.DType, tf.types.experimental.GenericFunction] = {}
+_FUNCTIONS: Dict[Tuple[tf.DType, bool], tf.types.experimental.GenericFunction] = {}
 
 
 def histogram_buckets(values, buckets: int) -> tf.Tensor:
@@ -37,26 +45,29 @@ def histogram_buckets(values, buckets: int) -> tf.Tensor:
     if not values.dtype.is_floating:
         values = tf.cast(values, tf.float64)
     flat = tf.reshape(values, [-1])  # a view, not a copy
-    function = _FUNCTIONS.get(flat.dtype)
-    if function is None:
-        function = _FUNCTIONS[flat.dtype] = tf.function(
-            _streamed_histogram,
+    key = (flat.dtype, flat.shape[0] > CHUNK)
+    if key not in _FUNCTIONS:
+        streamed = key[1]
+        _FUNCTIONS[key] = tf.function(
+            lambda flat, buckets: _histogram(flat, buckets, streamed),
             input_signature=[tf.TensorSpec([None], flat.dtype), tf.TensorSpec([], tf.int32)],
         )
-    return function(flat, tf.constant(buckets, tf.int32))
+    return _FUNCTIONS[key](flat, tf.constant(buckets, tf.int32))
 
 
-def _streamed_histogram(flat: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
+def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor:
     compute = tf.float64  # float32 would overflow on (max - min) of huge values
     size = tf.size(flat, out_type=tf.int64)
 
     def chunks(body, initial):
-        """Fold `body(chunk, finite, state)` over the chunks, one at a time."""
+        """Fold `body(chunk, finite, *state)` over the chunks, one at a time."""
         def step(start, *state):
             length = tf.minimum(tf.constant(CHUNK, tf.int64), size - start)
             chunk = tf.cast(tf.slice(flat, [start], [length]), compute)
             return (start + length, *body(chunk, tf.math.is_finite(chunk), *state))
 
+        if not streamed:  # a small tensor is its own single chunk
+            return step(tf.constant(0, tf.int64), *initial)[1:]
         result = tf.while_loop(lambda start, *_: start < size, step,
                                (tf.constant(0, tf.int64), *initial), parallel_iterations=1)
         return result[1:]
@@ -85,13 +96,27 @@ def _streamed_histogram(flat: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
     return tf.stack([edges[:-1], edges[1:], tf.cast(counts, tf.float64)], axis=1)
 
 
+def histogram_value(tag: str, values, buckets: int) -> summary_pb2.Summary.Value:
+    """A histogram-plugin summary value of the finite elements of `values`."""
+    tensor = tensor_util.make_tensor_proto(histogram_buckets(values, buckets).numpy())
+    return summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA, tensor=tensor)
+
+
+def scalar_value(tag: str, value: float) -> summary_pb2.Summary.Value:
+    return scalar_pb(tag, float(value)).value[0]
+
+
+def text_value(tag: str, markdown: str) -> summary_pb2.Summary.Value:
+    return text_pb(tag, markdown).value[0]
+
+
 class SummaryWriter:
     """An event-file writer for one log directory.
 
     Raises `OSError` naming the directory if it cannot be created or written.
     """
 
-    def __init__(self, log_dir: str):
+    def __init__(self, log_dir):
         self.log_dir = os.fspath(log_dir)
         try:
             tf.io.gfile.makedirs(self.log_dir)
@@ -100,20 +125,11 @@ class SummaryWriter:
             message = getattr(error, "message", None) or str(error)
             raise OSError(f"cannot write TensorBoard logs to log_dir={self.log_dir!r}: {message}") from error
 
-    def histogram(self, tag: str, values, step: int, buckets: int) -> None:
+    def write(self, step: int, values: Iterable[summary_pb2.Summary.Value]) -> None:
+        """Write summary values under `step` in one event, and flush."""
+        summary = summary_pb2.Summary(value=list(values))
         with self._writer.as_default():
-            tf.summary.write(tag, histogram_buckets(values, buckets), step=step,
-                             metadata=_HISTOGRAM_METADATA)
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.scalar(tag, value, step=step)
-
-    def text(self, tag: str, markdown: str, step: int) -> None:
-        with self._writer.as_default():
-            tf.summary.text(tag, markdown, step=step)
-
-    def flush(self) -> None:
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
         self._writer.flush()
 
     def close(self) -> None:

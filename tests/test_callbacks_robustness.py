@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from callbacks import InitDiagnostics
-from callbacks.writer import SummaryWriter
+import callbacks.writer
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(9)
@@ -63,14 +63,16 @@ def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, capl
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(SummaryWriter, "histogram", broken)
+    monkeypatch.setattr(callbacks.writer, "histogram_buckets", broken)
     with caplog.at_level(logging.WARNING, logger="callbacks"):
         history = regression().fit(X, Y, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
     assert len(history.history["loss"]) == 3
     failures = warnings_of(caplog, "disk on fire")
-    assert sorted(m.split("could not log ")[1].split(" ")[0] for m in failures) == [
+    assert sorted(m.split("logging ")[1].split(" histograms")[0] for m in failures) == [
         "activation", "gradient", "weight"]
-    assert sorted(read_events(tmp_path).values["findings"]) == [0]
+    events = read_events(tmp_path)
+    assert not events.tags("histograms") and sorted(events.values["findings"]) == [0]
+    assert sorted(events.values["weight_norm/out/kernel"]) == [0, 1, 2, 3]
 
 
 def test_freq_and_switches_choose_steps_and_kinds(tmp_path):

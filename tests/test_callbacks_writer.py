@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from callbacks.writer import CHUNK, SummaryWriter, histogram_buckets
+from callbacks.writer import CHUNK, SummaryWriter, histogram_buckets, histogram_value, scalar_value, text_value
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(3)
@@ -42,18 +42,19 @@ def test_other_dtypes_are_binned_too(dtype):
 
 
 def test_writer_writes_plugin_tensors_tensorboard_reads(tmp_path):
-    writer = SummaryWriter(tmp_path)
     values = RNG.normal(size=(20, 5)).astype("float32")
-    writer.histogram("weights/dense/kernel", values, step=3, buckets=6)
-    writer.scalar("weight_norm/dense/kernel", 2.5, step=3)
-    writer.text("findings", "* a problem", step=3)
-    writer.flush()
+    SummaryWriter(tmp_path).write(3, [
+        histogram_value("weights/dense/kernel", values, buckets=6),
+        scalar_value("weight_norm/dense/kernel", 2.5),
+        text_value("findings", "* a problem"),
+    ])  # flushed: readable at once
     events = read_events(tmp_path)
     assert events.plugin == {"weights/dense/kernel": "histograms",
                              "weight_norm/dense/kernel": "scalars", "findings": "text"}
     histogram = events.values["weights/dense/kernel"][3]
     assert histogram.shape == (6, 3) and histogram[:, 2].sum() == 100
     assert events.scalar("weight_norm/dense/kernel", 3) == 2.5
+    assert events.values["findings"][3].item() == b"* a problem"
 
 
 def test_unwritable_log_dir_is_an_error_naming_it(tmp_path):
