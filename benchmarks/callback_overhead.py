@@ -15,15 +15,17 @@ interleaved in every repetition (their order rotates):
 
 An epoch's time runs from ``on_epoch_begin`` to the end of every callback's
 ``on_epoch_end`` (where the histograms are written); the first epoch (tracing)
-is left out. The step-0 log happens in ``on_train_begin`` and is reported
-separately as the difference in whole-``fit`` time. Prints Markdown tables:
-medians over ``--repeats`` with min–max, and ratios to ``none`` computed
-within each repetition.
+is left out. On a shared machine epoch times wander by more than the
+overhead, so the time spent inside the callback's own ``on_epoch_end`` is
+also measured, and shown as a fraction of the no-callback epoch ("hook
+share"). The step-0 log happens in ``on_train_begin`` and shows in the
+whole-``fit`` time. Prints Markdown tables: medians over ``--repeats`` with
+min–max, and ratios to ``none`` computed within each repetition.
 
 Usage:
     python benchmarks/callback_overhead.py [--repeats 3] [--epochs 3]
     python benchmarks/callback_overhead.py --smoke
-    python benchmarks/callback_overhead.py --profile   # where the callback's time goes
+    python benchmarks/callback_overhead.py --profile mlp   # where one log's time goes
 """
 
 from __future__ import annotations
@@ -60,14 +62,14 @@ def main() -> None:
     parser.add_argument("--cnn-examples", type=int, default=12000, help="training examples for the CNN")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny data, 2 epochs, 1 repeat")
-    parser.add_argument("--profile", action="store_true", help="profile one InitDiagnostics log")
+    parser.add_argument("--profile", choices=("mlp", "cnn"), help="profile one InitDiagnostics log")
     args = parser.parse_args()
     x, y, source = load_fashion_mnist(args.data_dir)
     if args.smoke:
         args.repeats, args.epochs, args.cnn_examples = 1, 2, 512
         x, y = x[:1024], y[:1024]
     if args.profile:
-        profile_one_log(mlp, x, y)
+        profile_one_log({"mlp": mlp, "cnn": cnn}[args.profile], x, y)
         return
     print(f"# Callback overhead ({source}; {args.epochs - 1} timed epochs per run, "
           f"medians of {args.repeats} repetitions; {time.strftime('%Y-%m-%d')})\n")
@@ -78,7 +80,7 @@ def main() -> None:
 
 
 def compare(build, x, y, args) -> dict:
-    """{variant: [(median epoch seconds, fit seconds) per repetition]}."""
+    """{variant: [(median epoch s, fit s, median on_epoch_end s) per repetition]}."""
     results = {variant: [] for variant in VARIANTS}
     for repeat in range(args.repeats):
         order = VARIANTS[repeat % len(VARIANTS):] + VARIANTS[:repeat % len(VARIANTS)]
@@ -87,12 +89,15 @@ def compare(build, x, y, args) -> dict:
             model = build()
             timer = EpochTimer()
             with tempfile.TemporaryDirectory() as log_dir:
-                callbacks = variant_callbacks(variant, log_dir, x, y) + [timer]
+                callbacks = variant_callbacks(variant, log_dir, x, y)
+                hook_seconds = [time_epoch_end(callback) for callback in callbacks]
                 start = time.perf_counter()
                 model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
-                          callbacks=callbacks)
+                          callbacks=callbacks + [timer])
                 fit_seconds = time.perf_counter() - start
-            results[variant].append((statistics.median(timer.seconds[1:]), fit_seconds))
+            per_epoch = [sum(epoch) for epoch in zip(*hook_seconds)][1:]  # first epoch not timed
+            hook = statistics.median(per_epoch) if per_epoch else 0.0
+            results[variant].append((statistics.median(timer.seconds[1:]), fit_seconds, hook))
     return results
 
 
@@ -104,6 +109,19 @@ def variant_callbacks(variant: str, log_dir: str, x, y) -> list:
     if variant == "InitDiagnostics max":
         return [InitDiagnostics(log_dir, (x[:1024], y[:1024]), buckets=100)]
     return []
+
+
+def time_epoch_end(callback) -> list:
+    """Make `callback` record the seconds each of its on_epoch_end calls takes."""
+    seconds, original = [], callback.on_epoch_end
+
+    def on_epoch_end(epoch, logs=None):
+        start = time.perf_counter()
+        original(epoch, logs)
+        seconds.append(time.perf_counter() - start)
+
+    callback.on_epoch_end = on_epoch_end
+    return seconds
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -123,15 +141,17 @@ class EpochTimer(keras.callbacks.Callback):
 def print_table(title: str, results: dict) -> None:
     base = results["none"]
     print(f"## {title}\n")
-    print("| variant | epoch s | min–max | ratio | ratio min–max | fit s | fit ratio |")
-    print("|---|---:|---|---:|---|---:|---:|")
+    print("| variant | epoch s | min–max | ratio | ratio min–max | hook s | hook share | fit s | fit ratio |")
+    print("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for variant, runs in results.items():
-        epochs = [epoch for epoch, _ in runs]
-        ratios = [epoch / b[0] for (epoch, _), b in zip(runs, base)]
-        fit_ratios = [fit / b[1] for (_, fit), b in zip(runs, base)]
+        epochs = [epoch for epoch, _, _ in runs]
+        ratios = [run[0] / b[0] for run, b in zip(runs, base)]
+        shares = [run[2] / b[0] for run, b in zip(runs, base)]
+        fit_ratios = [run[1] / b[1] for run, b in zip(runs, base)]
         print(f"| {variant} | {statistics.median(epochs):.3f} | {min(epochs):.3f}–{max(epochs):.3f} | "
               f"{statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} | "
-              f"{statistics.median(f for _, f in runs):.2f} | {statistics.median(fit_ratios):.3f} |")
+              f"{statistics.median(run[2] for run in runs):.3f} | {statistics.median(shares):.1%} | "
+              f"{statistics.median(run[1] for run in runs):.2f} | {statistics.median(fit_ratios):.3f} |")
     print("\nGoal: InitDiagnostics defaults ≤ 1.10× none (epoch time).\n", flush=True)
 
 
@@ -142,13 +162,14 @@ def profile_one_log(build, x, y) -> None:
         callback = InitDiagnostics(log_dir, (x[:256], y[:256]))
         model.fit(x[:2048], y[:2048], epochs=1, verbose=0, callbacks=[callback])
         callback.on_train_begin()  # reopens the event file; step 0 is not logged again
+        callback.log(1)  # warm: traces for new tensor sizes happen once
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.runcall(callback.log, 2)
         print(f"one log: {time.perf_counter() - start:.3f} s")
         callback.on_train_end()
     stream = io.StringIO()
-    pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(25)
+    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(15)
     print(stream.getvalue())
 
 

@@ -106,13 +106,21 @@ class InitDiagnostics(keras.callbacks.Callback):
             owner, vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
             dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
         self._writer: Optional[SummaryWriter] = None
+        self._warned: set = set()
+        self._forget_model()
+
+    def _forget_model(self) -> None:
         self._entries: Optional[List[LayerEntry]] = None
         self._previous: Dict[str, np.ndarray] = {}
         self._findings: Optional[List[Finding]] = None
-        self._warned: set = set()
         self._last_step: Optional[int] = None
 
     # Keras hooks -------------------------------------------------------------
+    def set_model(self, model):
+        if model is not getattr(self, "_model", None):
+            self._forget_model()  # layers, previous weights and findings were another model's
+        super().set_model(model)
+
     def on_train_begin(self, logs=None):
         if self._writer is None:
             try:
@@ -150,8 +158,7 @@ class InitDiagnostics(keras.callbacks.Callback):
             rows.append(row)
             if self._writer is not None:
                 summaries += _scalars(observation, row)
-                histogram = self._guard(f"{observation.kind} histograms", histogram_value, observation.tag,
-                                        _tensorflow_value(observation.value), self.buckets)
+                histogram = self._guard(f"{observation.kind} histograms", self._histogram, observation)
                 summaries += [histogram] if histogram is not None else []
         findings = self._guard("findings", self._report, rows, step)
         if findings is not None and self._writer is not None:
@@ -171,6 +178,14 @@ class InitDiagnostics(keras.callbacks.Callback):
         if observation.kind == "weight":
             self._previous[observation.tag] = np.array(values, copy=True)
         return row
+
+    def _histogram(self, observation):
+        value = observation.value
+        if keras.backend.backend() == "tensorflow":  # bin it where it lives
+            value = value.value if isinstance(value, keras.Variable) else value
+        else:
+            value = keras.ops.convert_to_numpy(value)
+        return histogram_value(observation.tag, value, self.buckets)
 
     def _report(self, rows: List[dict], step: int) -> Optional[List[Finding]]:
         """Log the findings if they are new; return them if they should be written."""
@@ -200,13 +215,6 @@ class InitDiagnostics(keras.callbacks.Callback):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
-
-
-def _tensorflow_value(value):
-    """A tensor TensorFlow can bin without copying it off its device."""
-    if keras.backend.backend() == "tensorflow":
-        return value.value if isinstance(value, keras.Variable) else value
-    return keras.ops.convert_to_numpy(value)
 
 
 def _scalars(observation, row: dict) -> list:

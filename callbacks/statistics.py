@@ -45,9 +45,14 @@ def summarize(values) -> dict:
     1.0
     """
     array = as_float_array(values)
-    nan = int(np.count_nonzero(np.isnan(array)))
-    inf = int(np.count_nonzero(np.isinf(array)))
-    finite = array[np.isfinite(array)] if nan + inf else array.reshape(-1)
+    finite_mask = np.isfinite(array)
+    if finite_mask.all():
+        nan = inf = 0
+        finite = array.reshape(-1)
+    else:
+        nan = int(np.count_nonzero(np.isnan(array)))
+        inf = int(np.count_nonzero(np.isinf(array)))
+        finite = array[finite_mask]
     count = int(finite.size)
     stats = {"count": count, "nan": nan, "inf": inf}
     if count == 0:
@@ -80,11 +85,11 @@ def activation_summary(values, activation: Optional[str] = None) -> dict:
     if array.ndim == 0:
         array = array.reshape(1, 1)
     finite = np.isfinite(array)
-    per_feature = np.where(finite, array, np.nan).reshape(array.shape[0], -1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features
-        variances = np.nanvar(per_feature, axis=0, dtype=np.float64)
-        signal = float(np.sqrt(np.nanmean(variances))) if np.isfinite(variances).any() else None
+    per_feature = array.reshape(array.shape[0], -1)
+    if finite.all():
+        signal = float(np.sqrt(np.mean(np.var(per_feature, axis=0, dtype=np.float64))))
+    else:
+        signal = _nan_signal(np.where(finite.reshape(per_feature.shape), per_feature, np.nan))
     units = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(-1, 1)
     rule = SATURATION_RULES.get(activation)
     saturated = None
@@ -95,6 +100,14 @@ def activation_summary(values, activation: Optional[str] = None) -> dict:
         "dead_fraction": float(np.mean(np.all(units == 0, axis=0))),
         "saturated_fraction": saturated,
     }
+
+
+def _nan_signal(per_feature: np.ndarray) -> Optional[float]:
+    """`signal` ignoring NaN entries; None if no feature has a finite variance."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features
+        variances = np.nanvar(per_feature, axis=0, dtype=np.float64)
+    return float(np.sqrt(np.nanmean(variances))) if np.isfinite(variances).any() else None
 
 
 def identical_units(kernel, axis: int = -1) -> Optional[bool]:

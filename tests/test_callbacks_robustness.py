@@ -98,3 +98,14 @@ def test_probe_must_be_one_bounded_batch(probe, problem):
 def test_bad_arguments_fail_at_construction(argument, value):
     with pytest.raises(ValueError, match=f"InitDiagnostics: argument `{argument}`"):
         InitDiagnostics("logs", PROBE, **{argument: value})
+
+
+def test_a_callback_reused_on_another_model_starts_over(tmp_path):
+    callback = InitDiagnostics(tmp_path, PROBE)
+    regression().fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, name="solo")])
+    other.compile("sgd", "mse")
+    other.fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    events = read_events(tmp_path)
+    assert sorted(events.values["weights/solo/kernel"]) == [0, 1]
+    assert sorted(events.values["weights/hidden/kernel"]) == [0, 1]

@@ -88,3 +88,11 @@ def test_combined_rms_pools_tensors_by_element():
     a, b = RNG.normal(size=10), RNG.normal(size=30)
     expected = np.sqrt(np.concatenate([a, b]) @ np.concatenate([a, b]) / 40)
     assert combined_rms([(np.linalg.norm(a), 10), (np.linalg.norm(b), 30), (None, 5)]) == pytest.approx(expected)
+
+
+def test_signal_ignores_non_finite_entries_feature_by_feature():
+    values = RNG.normal(size=(32, 2, 3))
+    values[0, 1, 2], values[5, 0, 0] = np.nan, np.inf
+    flat = values.reshape(32, -1)
+    per_feature_var = [flat[np.isfinite(flat[:, f]), f].var() for f in range(6)]
+    assert activation_summary(values)["signal"] == pytest.approx(math.sqrt(np.mean(per_feature_var)))
