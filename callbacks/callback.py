@@ -87,10 +87,10 @@ class InitDiagnostics(keras.callbacks.Callback):
         gradients: bool = True,
         layer_filter: Optional[str] = None,
         buckets: int = 30,
-        vanishing_factor: float = 100.0,
-        exploding_factor: float = 100.0,
-        dead_fraction: float = 0.5,
-        saturated_fraction: float = 0.5,
+        vanishing_factor: float = Thresholds.vanishing_factor,
+        exploding_factor: float = Thresholds.exploding_factor,
+        dead_fraction: float = Thresholds.dead_fraction,
+        saturated_fraction: float = Thresholds.saturated_fraction,
     ):
         super().__init__()
         owner = type(self).__name__

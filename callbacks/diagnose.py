@@ -69,10 +69,10 @@ def diagnose(
     *,
     loss=None,
     layer_filter: Optional[str] = None,
-    vanishing_factor: float = 100.0,
-    exploding_factor: float = 100.0,
-    dead_fraction: float = 0.5,
-    saturated_fraction: float = 0.5,
+    vanishing_factor: float = Thresholds.vanishing_factor,
+    exploding_factor: float = Thresholds.exploding_factor,
+    dead_fraction: float = Thresholds.dead_fraction,
+    saturated_fraction: float = Thresholds.saturated_fraction,
 ) -> Diagnosis:
     """Statistics and health findings of a model as it is now, on a batch `x`.
 
@@ -85,8 +85,7 @@ def diagnose(
 
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, "relu")])
     >>> report = diagnose(model, np.random.rand(64, 8))
-    >>> [row["std"] for row in report.rows if row["kind"] == "activation"]
-    [...]
+    >>> stds = {r["layer"]: r["std"] for r in report.rows if r["kind"] == "activation"}
     >>> print(report)  # a table, then the findings
 
     Args:

@@ -16,9 +16,6 @@ import keras
 
 from callbacks.layers import LayerEntry, capture_outputs, is_subclassed
 
-KINDS = ("weight", "activation", "gradient")
-
-
 @dataclass
 class Observation:
     """A tensor to summarize: which layer, which kind, which name, its value."""

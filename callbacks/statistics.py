@@ -64,7 +64,7 @@ def summarize(values) -> dict:
         "std": float(np.std(finite, dtype=np.float64)),
         "min": float(np.min(finite)),
         "max": float(np.max(finite)),
-        "norm": float(np.sqrt(np.sum(np.square(finite, dtype=np.float64)))),
+        "norm": euclidean_norm(finite),
         "zero_fraction": float(np.count_nonzero(finite == 0) / count),
     }
 
@@ -129,11 +129,18 @@ def update_ratio(previous, current) -> Optional[float]:
     ``None`` when it is undefined: a zero or non-finite current tensor, or a
     non-finite difference.
     """
-    current = as_float_array(current).astype(np.float64)
-    change = current - as_float_array(previous)
-    scale = np.linalg.norm(current.reshape(-1))
-    ratio = np.linalg.norm(change.reshape(-1)) / scale if scale > 0 else None
-    return float(ratio) if ratio is not None and np.isfinite(ratio) else None
+    current = as_float_array(current)
+    scale = euclidean_norm(current)
+    if not 0 < scale < np.inf:
+        return None
+    ratio = euclidean_norm(current - as_float_array(previous)) / scale
+    return ratio if np.isfinite(ratio) else None
+
+
+def euclidean_norm(values: np.ndarray) -> float:
+    """‖values‖ accumulated in float64 (without BLAS, whose threads would
+    compete with the framework's for the same cores)."""
+    return float(np.sqrt(np.sum(np.square(values, dtype=np.float64))))
 
 
 def combined_rms(norms_and_counts) -> Optional[float]:
