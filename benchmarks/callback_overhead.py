@@ -66,8 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     x, y, source = load_fashion_mnist(args.data_dir)
     if args.smoke:
-        args.repeats, args.epochs, args.cnn_examples = 1, 2, 512
-        x, y = x[:1024], y[:1024]
+        args.repeats, args.epochs, args.cnn_examples = 1, 2, 256
+        x, y = x[:512], y[:512]
     if args.profile:
         profile_one_log({"mlp": mlp, "cnn": cnn}[args.profile], x, y)
         return

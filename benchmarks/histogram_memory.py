@@ -79,14 +79,14 @@ def run_child(variant: str, elements: int, buckets: int) -> dict:
 def measure(variant: str, elements: int, buckets: int) -> dict:
     import tensorflow as tf
 
-    from callbacks.writer import SummaryWriter
+    from callbacks.writer import SummaryWriter, histogram_value
 
     log_dir = tempfile.mkdtemp()
     if variant == "kinit writer":
         writer = SummaryWriter(log_dir)
 
         def log(values, step):
-            writer.histogram("values", values, step, buckets)
+            writer.write(step, [histogram_value("values", values, buckets)])
     else:
         file_writer = tf.summary.create_file_writer(log_dir)
 
