@@ -75,6 +75,13 @@ class InitDiagnostics(keras.callbacks.Callback):
         buckets: histogram bucket count.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+
+    Reference:
+        - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html):
+          per-layer activation and gradient histograms across depth;
+          saturated sigmoid layers.
+        - [Goodfellow, Bengio & Courville, 2016, §8.4](https://www.deeplearningbook.org/contents/optimization.html):
+          initialization must break the symmetry between units.
     """
 
     def __init__(

@@ -96,6 +96,10 @@ def diagnose(
         layer_filter: a regular expression; only layers whose path matches.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+
+    Reference:
+        The same as `InitDiagnostics` (Glorot & Bengio, 2010; Goodfellow,
+        Bengio & Courville, 2016, §8.4).
     """
     thresholds = Thresholds.checked(
         "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
