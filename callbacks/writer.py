@@ -1,0 +1,136 @@
+"""TensorBoard output: bounded-memory histograms, scalars and text.
+
+`histogram_buckets` bins a tensor where it lives, in fixed-width buckets. A
+tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
+`tf.function`, so the extra memory is a few chunk-sized buffers whatever the
+tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
+one-hot matrix: 24 GB for 10⁸ values and 30 buckets.) The result is the
+histogram plugin's ``[k, 3]`` tensor of (left edge, right edge, count),
+written with the plugin's metadata, so TensorBoard's Histograms,
+Distributions and Time Series tabs read it as their own.
+
+NaN and ±Inf are counted and left out: the buckets span exactly
+[min, max] of the finite values and their counts add up to the number of
+finite values. A constant tensor gives TensorBoard's own convention (every
+edge at the value, all counts in the last bucket); a tensor with no finite
+value gives ``k`` empty buckets.
+
+One log's histograms, scalars and text go into one `Summary` protocol
+buffer written by a single op: one eager op per scalar would cost more than
+the statistics themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, Tuple
+
+import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.plugins.text.summary_v2 import text_pb
+from tensorboard.util import tensor_util
+
+#: Elements binned per step; bounds the temporary memory of one histogram.
+CHUNK = 1 << 20
+
+_HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
+_FUNCTIONS: Dict[Tuple[tf.DType, bool], tf.types.experimental.GenericFunction] = {}
+
+
+def histogram_buckets(values, buckets: int) -> tf.Tensor:
+    """The ``[buckets, 3]`` float64 histogram of the finite elements of `values`."""
+    values = tf.convert_to_tensor(values)
+    if not values.dtype.is_floating:
+        values = tf.cast(values, tf.float64)
+    flat = tf.reshape(values, [-1])  # a view, not a copy
+    key = (flat.dtype, flat.shape[0] > CHUNK)
+    if key not in _FUNCTIONS:
+        streamed = key[1]
+        _FUNCTIONS[key] = tf.function(
+            lambda flat, buckets: _histogram(flat, buckets, streamed),
+            input_signature=[tf.TensorSpec([None], flat.dtype), tf.TensorSpec([], tf.int32)],
+        )
+    return _FUNCTIONS[key](flat, tf.constant(buckets, tf.int32))
+
+
+def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor:
+    compute = tf.float64  # float32 would overflow on (max - min) of huge values
+    size = tf.size(flat, out_type=tf.int64)
+
+    def chunks(body, initial):
+        """Fold `body(chunk, finite, *state)` over the chunks, one at a time."""
+        def step(start, *state):
+            length = tf.minimum(tf.constant(CHUNK, tf.int64), size - start)
+            chunk = tf.cast(tf.slice(flat, [start], [length]), compute)
+            return (start + length, *body(chunk, tf.math.is_finite(chunk), *state))
+
+        if not streamed:  # a small tensor is its own single chunk
+            return step(tf.constant(0, tf.int64), *initial)[1:]
+        result = tf.while_loop(lambda start, *_: start < size, step,
+                               (tf.constant(0, tf.int64), *initial), parallel_iterations=1)
+        return result[1:]
+
+    def extremes(chunk, finite, low, high, count):
+        return (tf.minimum(low, tf.reduce_min(tf.where(finite, chunk, compute.max))),
+                tf.maximum(high, tf.reduce_max(tf.where(finite, chunk, compute.min))),
+                count + tf.math.count_nonzero(finite))
+
+    low, high, count = chunks(extremes, (compute.max, compute.min, tf.constant(0, tf.int64)))
+
+    def bin_counts(chunk, finite, counts):
+        # Non-finite values are parked in bucket 0 and taken out again.
+        binned = tf.histogram_fixed_width(tf.where(finite, chunk, low), [low, high], buckets, dtype=tf.int64)
+        parked = tf.math.count_nonzero(tf.logical_not(finite))
+        return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
+
+    zeros = tf.zeros([buckets], tf.int64)
+    spread = tf.logical_and(count > 0, high > low)
+    counts = tf.cond(spread, lambda: chunks(bin_counts, (zeros,))[0],
+                     lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
+    fractions = tf.range(buckets + 1, dtype=tf.float64) / tf.cast(buckets, tf.float64)
+    # The last edge is set to the maximum itself, not low + (high - low) * 1.
+    edges = tf.concat([low + (high - low) * fractions[:-1], [high]], axis=0)
+    edges = tf.where(count > 0, edges, tf.zeros_like(edges))
+    return tf.stack([edges[:-1], edges[1:], tf.cast(counts, tf.float64)], axis=1)
+
+
+def histogram_value(tag: str, values, buckets: int) -> summary_pb2.Summary.Value:
+    """A histogram-plugin summary value of the finite elements of `values`."""
+    tensor = tensor_util.make_tensor_proto(histogram_buckets(values, buckets).numpy())
+    return summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA, tensor=tensor)
+
+
+def scalar_value(tag: str, value: float) -> summary_pb2.Summary.Value:
+    return scalar_pb(tag, float(value)).value[0]
+
+
+def text_value(tag: str, markdown: str) -> summary_pb2.Summary.Value:
+    return text_pb(tag, markdown).value[0]
+
+
+class SummaryWriter:
+    """An event-file writer for one log directory.
+
+    Raises `OSError` naming the directory if it cannot be created or written.
+    """
+
+    def __init__(self, log_dir):
+        self.log_dir = os.fspath(log_dir)
+        try:
+            tf.io.gfile.makedirs(self.log_dir)
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        except (tf.errors.OpError, OSError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise OSError(f"cannot write TensorBoard logs to log_dir={self.log_dir!r}: {message}") from error
+
+    def write(self, step: int, values: Iterable[summary_pb2.Summary.Value]) -> None:
+        """Write summary values under `step` in one event, and flush."""
+        summary = summary_pb2.Summary(value=list(values))
+        with self._writer.as_default():
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,91 @@
+"""`diagnose`: the table a user reads right after building a model."""
+
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import kinit
+from callbacks import diagnose
+from callbacks.rows import ROW_KEYS
+
+RNG = np.random.default_rng(4)
+X = RNG.normal(size=(32, 10)).astype("float32")
+Y = RNG.integers(0, 3, size=32)
+
+
+def classifier(compiled=True):
+    model = keras.Sequential([
+        keras.layers.Dense(12, "tanh", kernel_initializer=kinit.GlorotNormal(seed=1), name="dense"),
+        keras.layers.BatchNormalization(name="norm"),
+        keras.layers.Dropout(0.5, name="drop"),
+        keras.layers.Dense(3, "softmax", name="head"),
+    ])  # no Input: diagnose builds it on x
+    if compiled:
+        model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_activation_std_per_layer_is_the_std_of_the_layer_output():
+    model = classifier()
+    report = diagnose(model, X)
+    stds = {r["layer"]: r["std"] for r in report.rows if r["kind"] == "activation"}
+    kernel, bias = model.get_layer("dense").get_weights()
+    hidden = np.tanh(X.astype(np.float64) @ kernel + bias)
+    assert list(stds) == ["dense", "norm", "drop", "head"]
+    assert stds["dense"] == pytest.approx(hidden.std(), rel=1e-5)
+    assert stds["drop"] == pytest.approx(stds["norm"], rel=1e-6)  # inference mode: dropout is off
+
+
+def test_rows_share_one_schema_and_cover_every_variable():
+    report = diagnose(classifier(), X, Y)
+    assert all(tuple(row) == ROW_KEYS for row in report.rows)
+    weights = {(r["layer"], r["name"]) for r in report.rows if r["kind"] == "weight"}
+    assert weights == {("dense", "kernel"), ("dense", "bias"), ("norm", "gamma"), ("norm", "beta"),
+                       ("norm", "moving_mean"), ("norm", "moving_variance"),
+                       ("head", "kernel"), ("head", "bias")}
+    gradients = {(r["layer"], r["name"]) for r in report.rows if r["kind"] == "gradient"}
+    assert gradients == weights - {("norm", "moving_mean"), ("norm", "moving_variance")}
+
+
+def test_looking_does_not_change_the_model():
+    model = classifier()
+    model.build((None, 10))
+    before = [w.copy() for w in model.get_weights()]
+    diagnose(model, X * 5 + 3, Y)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_gradients_need_targets_and_a_loss():
+    assert diagnose(classifier(), X).notes == [
+        "gradients are not logged: the probe data has no targets; pass probe_data=(x, y)"]
+    assert "has no loss" in diagnose(classifier(compiled=False), X, Y).notes[0]
+    report = diagnose(classifier(compiled=False), X, Y, loss="sparse_categorical_crossentropy")
+    assert report.notes == [] and any(r["kind"] == "gradient" for r in report.rows)
+
+
+def test_printing_gives_a_table_then_the_findings_then_the_notes():
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, kernel_initializer="zeros", name="flat")])
+    report = diagnose(model, X)
+    lines = str(report).splitlines()
+    assert lines[0].split()[:4] == ["layer", "kind", "name", "shape"]
+    assert set(lines[1]) == {"-", " "}
+    assert [line.split()[:3] for line in lines[2:5]] == [
+        ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["flat", "activation", "output"]]
+    assert lines[-2:] == [f"! {report.findings[0]}", f"note: {report.notes[0]}"]
+    assert "symmetric units in 'flat'" in lines[-2]
+
+
+def test_to_dataframe_needs_pandas(monkeypatch):
+    report = diagnose(classifier(), X)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
+    with pytest.raises(ImportError, match="needs pandas"):
+        report.to_dataframe()
+
+
+def test_to_dataframe_has_one_row_per_row():
+    pandas = pytest.importorskip("pandas")
+    frame = diagnose(classifier(), X).to_dataframe()
+    assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == list(ROW_KEYS)

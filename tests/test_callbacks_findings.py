@@ -1,0 +1,86 @@
+"""Health findings on models built to have (or not have) each problem."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+
+import kinit
+from callbacks import InitDiagnostics, diagnose
+from tensorboard_events import read_events
+
+RNG = np.random.default_rng(5)
+X = RNG.normal(size=(64, 16)).astype("float32")
+Y = RNG.integers(0, 4, size=64)
+
+
+def mlp(depth, activation, kernel_initializer, bias_initializer="zeros", width=32):
+    hidden = [keras.layers.Dense(width, activation, kernel_initializer=kernel_initializer,
+                                 bias_initializer=bias_initializer, name=f"hidden_{i}")
+              for i in range(depth)]
+    model = keras.Sequential([keras.Input((16,)), *hidden, keras.layers.Dense(4, "softmax", name="head")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def problems(findings, kind):
+    return [f for f in findings if f.startswith(kind)]
+
+
+def test_zeros_initialization_is_reported_symmetric_at_step_0(tmp_path, caplog):
+    model = mlp(2, "tanh", kinit.Zeros())
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]))])
+    text = read_events(tmp_path).values["findings"][0].item().decode()
+    for layer in ("hidden_0", "hidden_1"):
+        assert f"symmetric units in '{layer}'" in text
+    assert "symmetric units in 'head'" not in text
+    step_0 = [r.getMessage() for r in caplog.records if "step 0" in r.getMessage()]
+    assert len(step_0) == 1 and "symmetric units in 'hidden_0'" in step_0[0]
+
+
+def test_deep_sigmoid_with_tiny_normal_weights_vanishes():
+    model = mlp(20, "sigmoid", kinit.RandomNormal(stddev=0.01, seed=1))
+    findings = diagnose(model, X, Y).findings
+    assert len(problems(findings, "vanishing signal")) == 1
+    assert len(problems(findings, "vanishing gradients")) == 1
+
+
+def test_large_negative_bias_kills_relu_units():
+    model = mlp(2, "relu", kinit.HeNormal(seed=2), bias_initializer=keras.initializers.Constant(-20.0))
+    assert problems(diagnose(model, X).findings, "dead units") == [
+        f"dead units in 'hidden_{i}': 100% of its units output zero for every probe example "
+        "(threshold 50%)" for i in (0, 1)]
+
+
+def test_healthy_he_relu_mlp_has_no_findings():
+    model = mlp(4, "relu", kinit.HeNormal(seed=3))
+    report = diagnose(model, X, Y)
+    assert report.findings == [] and report.notes == []
+
+
+def test_dead_fraction_threshold_is_honoured():
+    half_dead = keras.initializers.Constant(np.repeat([-20.0, 0.0], 16))
+    model = mlp(1, "relu", kinit.HeNormal(seed=4), bias_initializer=half_dead)
+    assert problems(diagnose(model, X, dead_fraction=0.5).findings, "dead units")
+    assert not problems(diagnose(model, X, dead_fraction=0.6).findings, "dead units")
+
+
+def test_large_tanh_weights_saturate():
+    model = mlp(1, "tanh", kinit.RandomNormal(stddev=5.0, seed=5))
+    assert problems(diagnose(model, X).findings, "saturated layer 'hidden_0'")
+
+
+def test_large_linear_weights_explode():
+    model = mlp(4, "linear", kinit.RandomNormal(stddev=1.0, seed=6))
+    assert problems(diagnose(model, X).findings, "exploding signal")
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("vanishing_factor", 0.5), ("exploding_factor", "big"), ("dead_fraction", 1.5),
+    ("saturated_fraction", 0.0),
+])
+def test_bad_thresholds_fail_naming_the_argument(argument, value):
+    with pytest.raises(ValueError, match=f"InitDiagnostics: argument `{argument}`"):
+        InitDiagnostics("logs", X[:8], **{argument: value})

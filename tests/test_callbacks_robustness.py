@@ -1,0 +1,111 @@
+"""The callback never ends a training run, and says what went wrong once."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+
+from callbacks import InitDiagnostics
+import callbacks.writer
+from tensorboard_events import read_events
+
+RNG = np.random.default_rng(9)
+X = RNG.normal(size=(32, 6)).astype("float32")
+Y = RNG.normal(size=(32, 1)).astype("float32")
+PROBE = (X[:8], Y[:8])
+
+
+def regression(learning_rate=0.01):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, "relu", name="hidden"),
+                              keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(learning_rate), "mse")
+    return model
+
+
+def warnings_of(caplog, text):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and text in r.getMessage()]
+
+
+def test_divergent_training_finishes_and_logs_nan_counts(tmp_path, caplog):
+    history = regression(learning_rate=1e6).fit(
+        X, Y, batch_size=8, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
+    assert len(history.history["loss"]) == 3 and np.isnan(history.history["loss"][-1])
+    events = read_events(tmp_path)
+    nan_counts = events.values["weight_nan/hidden/kernel"]
+    assert nan_counts[0] == 0 and nan_counts[3] > 0
+    for step in range(4):  # histograms hold exactly the finite values
+        for tag, kind in (("weights/hidden/kernel", "weight"), ("activations/out/output", "activation")):
+            stat_tag = tag.replace(f"{kind}s/", f"{kind}_nan/")
+            non_finite = events.scalar(stat_tag, step) + events.scalar(stat_tag.replace("_nan/", "_inf/"), step)
+            size = 48 if kind == "weight" else 8
+            assert events.values[tag][step][:, 2].sum() == size - non_finite
+    findings = events.values["findings"]
+    first_bad = min(step for step, count in nan_counts.items() if count > 0)
+    assert sorted(findings) == [0, first_bad]  # written again only when they change
+    assert "non-finite values in 'hidden'" in findings[first_bad].item().decode()
+
+
+def test_unwritable_log_dir_is_reported_at_train_begin_and_training_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        history = regression().fit(X, Y, epochs=2, verbose=0,
+                                   callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
+    assert len(history.history["loss"]) == 2
+    reports = warnings_of(caplog, "cannot write TensorBoard logs")
+    assert len(reports) == 1 and str(blocker / "logs") in reports[0]
+
+
+def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, caplog, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(callbacks.writer, "histogram_buckets", broken)
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        history = regression().fit(X, Y, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
+    assert len(history.history["loss"]) == 3
+    failures = warnings_of(caplog, "disk on fire")
+    assert sorted(m.split("logging ")[1].split(" histograms")[0] for m in failures) == [
+        "activation", "gradient", "weight"]
+    events = read_events(tmp_path)
+    assert not events.tags("histograms") and sorted(events.values["findings"]) == [0]
+    assert sorted(events.values["weight_norm/out/kernel"]) == [0, 1, 2, 3]
+
+
+def test_freq_and_switches_choose_steps_and_kinds(tmp_path):
+    callback = InitDiagnostics(tmp_path, PROBE, freq=2, weights=False, gradients=False,
+                               layer_filter="^out$")
+    regression().fit(X, Y, epochs=5, verbose=0, callbacks=[callback])
+    events = read_events(tmp_path)
+    assert events.tags("histograms") == {"activations/out/output"}
+    assert sorted(events.values["activations/out/output"]) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("probe, problem", [
+    (X[:1], r"batch sizes \[1\]"),
+    (np.zeros((5000, 6)), r"batch sizes \[5000\]"),
+    ([X[:8], X[:4]], r"batch sizes \[4, 8\]"),
+])
+def test_probe_must_be_one_bounded_batch(probe, problem):
+    with pytest.raises(ValueError, match=f"InitDiagnostics: argument `probe_data`.*{problem}"):
+        InitDiagnostics("logs", probe)
+
+
+@pytest.mark.parametrize("argument, value", [("freq", 0), ("buckets", 0), ("layer_filter", "(")])
+def test_bad_arguments_fail_at_construction(argument, value):
+    with pytest.raises(ValueError, match=f"InitDiagnostics: argument `{argument}`"):
+        InitDiagnostics("logs", PROBE, **{argument: value})
+
+
+def test_a_callback_reused_on_another_model_starts_over(tmp_path):
+    callback = InitDiagnostics(tmp_path, PROBE)
+    regression().fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, name="solo")])
+    other.compile("sgd", "mse")
+    other.fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    events = read_events(tmp_path)
+    assert sorted(events.values["weights/solo/kernel"]) == [0, 1]
+    assert sorted(events.values["weights/hidden/kernel"]) == [0, 1]
