@@ -143,7 +143,7 @@ def build_model(scheme: scheme_registry.Scheme, args: argparse.Namespace) -> ker
         layers.append(dense(units, "relu", f"dense_{index}"))
         layers.append(keras.layers.Dropout(args.dropout, name=f"dropout_{index}"))
     layers.append(dense(NUM_CLASSES, "softmax", "output"))
-    model = keras.Sequential(layers, name=scheme.name)
+    model = keras.Sequential(layers, name="mlp")
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss="sparse_categorical_crossentropy",
