@@ -8,9 +8,13 @@ run, and ``keras.initializers.get("kinit>HeNormal")`` works.
 
 from kinit.base import KinitInitializer, RandomInitializer
 from kinit.constant import Constant, Ones, Zeros
+from kinit.convolution_aware import ConvolutionAware
 from kinit.fans import KERNEL_LAYOUTS, compute_fans
 from kinit.gains import calculate_gain
+from kinit.identity import Dirac, Identity
+from kinit.orthogonal import ConvolutionOrthogonal, DeltaOrthogonal, Orthogonal
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
+from kinit.sparse import Sparse
 from kinit.variance import (
     FanInNormal,
     FanInUniform,
@@ -26,6 +30,7 @@ from kinit.variance import (
     XavierNormal,
     XavierUniform,
 )
+from kinit.zero import ZerO
 
 __version__ = "0.1.0"
 
@@ -52,6 +57,14 @@ __all__ = [
     "LecunUniform",
     "XavierNormal",
     "XavierUniform",
+    "Orthogonal",
+    "DeltaOrthogonal",
+    "ConvolutionOrthogonal",
+    "ConvolutionAware",
+    "Identity",
+    "Dirac",
+    "Sparse",
+    "ZerO",
     "KERNEL_LAYOUTS",
     "calculate_gain",
     "compute_fans",

@@ -98,17 +98,16 @@ class RandomInitializer(KinitInitializer):
         return ops.cast(x, dtype)
 
     def truncated_normal(self, shape, dtype, mean=0.0, stddev=1.0):
-        """Normal values redrawn outside ``mean ± 2·stddev`` (Keras's rule)."""
-        compute = _compute_dtype(dtype)
-        x = keras.random.truncated_normal(
-            shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed()
-        )
-        return ops.cast(x, dtype)
+        """Normal values truncated to ``mean ± 2·stddev`` (Keras's bounds)."""
+        return self.bounded_normal(shape, dtype, mean, stddev, mean - 2.0 * stddev, mean + 2.0 * stddev)
 
     def bounded_normal(self, shape, dtype, mean, stddev, minval, maxval):
         """Normal values truncated to the absolute interval [minval, maxval].
 
         Inverse-CDF sampling: u ~ U(Φ(α), Φ(β)), x = mean + stddev·Φ⁻¹(u).
+        It is exact on every backend (Keras's torch backend keeps an
+        out-of-bounds value when four rejection tries fail) and, on
+        TensorFlow, faster than rejection sampling.
         """
         compute = _compute_dtype(dtype)
         low = normal_cdf((minval - mean) / stddev)
@@ -144,6 +143,17 @@ def normal_cdf(z: float) -> float:
 
 
 def register(cls):
-    """Register `cls` for Keras serialization under the ``kinit>`` package."""
-    return keras.saving.register_keras_serializable(package="kinit")(cls)
+    """Register `cls` for Keras serialization as ``kinit>{class name}``.
+
+    The class is renamed ``kinit.{class name}``, the name a saved config
+    records. Keras resolves a config's class name against its own built-ins
+    before it looks at the registry, so a model saved with ``kinit.Zeros``
+    would otherwise load, without kinit imported, as Keras's ``Zeros`` (and
+    ``kinit.HeNormal`` would fail on an unexpected keyword). With the prefix,
+    loading without ``import kinit`` always fails, naming ``kinit>…``.
+    """
+    name = cls.__name__
+    keras.saving.register_keras_serializable(package="kinit", name=name)(cls)
+    cls.__name__ = f"kinit.{name}"
+    return cls
 

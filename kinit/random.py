@@ -169,9 +169,10 @@ class TruncatedNormal(RandomInitializer):
             )
             if not mass > 0.0:
                 raise ValueError(
-                    f"{owner}: the interval [minval, maxval] = [{self.minval}, "
-                    f"{self.maxval}] holds no probability mass of N({self.mean}, "
-                    f"{self.stddev}²); bring the bounds within a few stddev of the mean."
+                    f"{owner}: arguments `minval` and `maxval` must enclose some "
+                    f"probability mass of N({self.mean}, {self.stddev}²); received "
+                    f"minval={minval!r}, maxval={maxval!r}. Bring the bounds within "
+                    "a few stddev of the mean."
                 )
         super().__init__(seed)
 

@@ -1,0 +1,31 @@
+"""The backend-agnostic test modules pass on JAX and PyTorch as well."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+# Modules written against keras.ops only; each runs once per backend.
+BACKEND_AGNOSTIC = ["tests/test_schemes.py"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_backend_agnostic_modules_pass(backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (make test installs it)")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    # JAX computes in float32 unless asked; the dtype tests request float64.
+    env["JAX_ENABLE_X64"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BACKEND_AGNOSTIC],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

@@ -1,0 +1,123 @@
+"""Fans of real Keras kernels, and the gain table."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import kinit
+from kinit.gains import NONLINEARITIES, TABLE_GAINS
+
+
+def built_kernel_shape(layer, input_shape):
+    layer.build(input_shape)
+    return tuple(layer.depthwise_kernel.shape if hasattr(layer, "depthwise_kernel") else layer.kernel.shape)
+
+
+# (layer, input shape, layout, expected fan_in, expected fan_out), the fans
+# written from the layer's own parameters: channels in, filters, kernel size.
+LAYERS = [
+    (keras.layers.Dense(5), (None, 7), "standard", 7, 5),
+    (keras.layers.Conv1D(4, 3), (None, 10, 6), "standard", 6 * 3, 4 * 3),
+    (keras.layers.Conv2D(8, (3, 5)), (None, 12, 12, 2), "standard", 2 * 15, 8 * 15),
+    (keras.layers.Conv3D(4, 2), (None, 6, 6, 6, 3), "standard", 3 * 8, 4 * 8),
+    (keras.layers.Conv2DTranspose(4, 3), (None, 8, 8, 6), "transposed", 6 * 9, 4 * 9),
+    (keras.layers.Conv1DTranspose(5, 2), (None, 8, 3), "transposed", 3 * 2, 5 * 2),
+    (keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 8, 8, 5), "depthwise", 9, 2 * 9),
+]
+
+
+@pytest.mark.parametrize("layer,input_shape,layout,fan_in,fan_out", LAYERS, ids=lambda v: getattr(v, "name", None))
+def test_fans_of_real_layer_kernels(layer, input_shape, layout, fan_in, fan_out):
+    shape = built_kernel_shape(layer, input_shape)
+    assert kinit.compute_fans(shape, layout) == (fan_in, fan_out)
+
+
+def test_keras_builtin_reads_transposed_and_depthwise_kernels_differently():
+    # Pins why kernel_layout exists: the standard reading is wrong for these.
+    transposed = built_kernel_shape(keras.layers.Conv2DTranspose(4, 3), (None, 8, 8, 6))
+    assert kinit.compute_fans(transposed, "standard") == (4 * 9, 6 * 9)
+    depthwise = built_kernel_shape(keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 8, 8, 5))
+    assert kinit.compute_fans(depthwise, "standard") == (5 * 9, 2 * 9)
+
+
+def test_layer_built_with_layout_gets_the_he_variance():
+    # 64 input channels -> 64 output channels of a 5x5 transposed conv:
+    # fan_in = 64 * 25 = 1600 and Var(W) = 2 / 1600.
+    layer = keras.layers.Conv2DTranspose(
+        64, 5, kernel_initializer=kinit.HeNormal(distribution="normal", kernel_layout="transposed", seed=0)
+    )
+    layer.build((None, 8, 8, 64))
+    kernel = keras.ops.convert_to_numpy(layer.kernel).ravel()
+    expected = 2 / 1600
+    assert abs(kernel.var() - expected) < 5 * expected * math.sqrt(2 / kernel.size)
+
+
+def test_small_ranks_follow_keras():
+    assert kinit.compute_fans(()) == (1, 1)
+    assert kinit.compute_fans((7,)) == (7, 7)
+
+
+def test_unknown_layout_is_named():
+    with pytest.raises(ValueError, match="kernel_layout.*'sideways'"):
+        kinit.compute_fans((3, 3), "sideways")
+
+
+torch_nn_init = pytest.importorskip("torch.nn.init", reason="torch cross-check needs torch")
+
+
+@pytest.mark.parametrize("name", sorted(set(TABLE_GAINS) - {"identity"}))
+def test_table_gains_agree_with_torch(name):
+    assert kinit.calculate_gain(name) == pytest.approx(torch_nn_init.calculate_gain(name), rel=1e-12)
+
+
+@pytest.mark.parametrize("slope", [None, 0.0, 0.2, 1.0])
+def test_leaky_relu_gain_agrees_with_torch(slope):
+    expected = torch_nn_init.calculate_gain("leaky_relu", 0.01 if slope is None else slope)
+    assert kinit.calculate_gain("leaky_relu", slope) == pytest.approx(expected, rel=1e-12)
+
+
+ACTIVATIONS = {
+    "gelu": lambda z: keras.ops.convert_to_numpy(keras.activations.gelu(z, approximate=False)),
+    "silu": lambda z: keras.ops.convert_to_numpy(keras.activations.silu(z)),
+    "swish": lambda z: keras.ops.convert_to_numpy(keras.activations.silu(z)),
+    "elu": lambda z: keras.ops.convert_to_numpy(keras.activations.elu(z)),
+    "relu": lambda z: np.maximum(z, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_second_moment_rule_against_monte_carlo(name):
+    # Gain g satisfies g² E[φ(z)²] = 1; check E[φ(z)²] by sampling through
+    # Keras's own activation, within 5 standard errors.
+    z = np.random.default_rng(0).standard_normal(400_000).astype("float32")
+    squares = ACTIVATIONS[name](z).astype(np.float64) ** 2
+    expected = 1.0 / kinit.calculate_gain(name) ** 2
+    assert abs(squares.mean() - expected) < 5 * squares.std() / math.sqrt(z.size)
+
+
+def test_elu_alpha_changes_the_gain():
+    assert kinit.calculate_gain("elu", 2.0) < kinit.calculate_gain("elu") < kinit.calculate_gain("relu")
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("softplus",), "nonlinearity"),
+        ((None,), "nonlinearity"),
+        (("relu", 0.1), "param"),
+        (("leaky_relu", "x"), "param"),
+        (("leaky_relu", float("nan")), "param"),
+        (("elu", -1.0), "param"),
+    ],
+)
+def test_bad_gain_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        kinit.calculate_gain(*args)
+
+
+def test_every_listed_nonlinearity_has_a_positive_gain():
+    assert all(kinit.calculate_gain(name) > 0 for name in NONLINEARITIES)

@@ -1,0 +1,81 @@
+"""Every invalid constructor argument fails at construction, naming itself."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import kinit
+
+NAN, INF = math.nan, math.inf
+
+# (class, keyword arguments, the argument the message must name)
+BAD_ARGUMENTS = [
+    (kinit.Constant, {"value": "one"}, "value"),
+    (kinit.Constant, {"value": NAN}, "value"),
+    (kinit.Constant, {"value": True}, "value"),
+    (kinit.Constant, {"value": [1, 2]}, "value"),
+    (kinit.RandomUniform, {"minval": 1.0, "maxval": 1.0}, "maxval"),
+    (kinit.RandomUniform, {"minval": 2.0, "maxval": 1.0}, "maxval"),
+    (kinit.RandomUniform, {"minval": -INF}, "minval"),
+    (kinit.RandomUniform, {"maxval": "1"}, "maxval"),
+    (kinit.RandomNormal, {"stddev": 0.0}, "stddev"),
+    (kinit.RandomNormal, {"stddev": -1.0}, "stddev"),
+    (kinit.RandomNormal, {"stddev": NAN}, "stddev"),
+    (kinit.RandomNormal, {"mean": None}, "mean"),
+    (kinit.RandomNormal, {"stddev": False}, "stddev"),
+    (kinit.ScaledNormal, {"scale": 0}, "scale"),
+    (kinit.ScaledNormal, {"scale": -10}, "scale"),
+    (kinit.ScaledNormal, {"scale": INF}, "scale"),
+    (kinit.TruncatedNormal, {"stddev": -0.1}, "stddev"),
+    (kinit.TruncatedNormal, {"minval": -1.0}, "minval"),
+    (kinit.TruncatedNormal, {"minval": 1.0, "maxval": 0.5}, "maxval"),
+    (kinit.TruncatedNormal, {"stddev": 0.01, "minval": 5.0, "maxval": 6.0}, "minval"),
+    (kinit.VarianceScaling, {"scale": 0.0}, "scale"),
+    (kinit.VarianceScaling, {"scale": -2.0}, "scale"),
+    (kinit.VarianceScaling, {"mode": "fan_sum"}, "mode"),
+    (kinit.VarianceScaling, {"mode": None}, "mode"),
+    (kinit.VarianceScaling, {"distribution": "cauchy"}, "distribution"),
+    (kinit.VarianceScaling, {"kernel_layout": "nhwc"}, "kernel_layout"),
+    (kinit.HeNormal, {"nonlinearity": "softplus"}, "nonlinearity"),
+    (kinit.HeNormal, {"nonlinearity": 3}, "nonlinearity"),
+    (kinit.HeNormal, {"gain": 0.0}, "gain"),
+    (kinit.HeNormal, {"gain": -1.0}, "gain"),
+    (kinit.HeNormal, {"gain": NAN}, "gain"),
+    (kinit.HeNormal, {"gain": 2.0, "nonlinearity": "relu"}, "gain"),
+    (kinit.HeNormal, {"nonlinearity": "tanh", "negative_slope": 0.2}, "negative_slope"),
+    (kinit.HeNormal, {"negative_slope": "steep"}, "negative_slope"),
+    (kinit.HeNormal, {"distribution": "uniform"}, "distribution"),
+    (kinit.HeNormal, {"mode": "fan"}, "mode"),
+    (kinit.HeUniform, {"distribution": "normal"}, "distribution"),
+    (kinit.GlorotNormal, {"kernel_layout": "channels_first"}, "kernel_layout"),
+    (kinit.LecunNormal, {"seed": "42"}, "seed"),
+    (kinit.FanInUniform, {"kernel_layout": 1}, "kernel_layout"),
+    (kinit.FanInNormal, {"seed": 1.5}, "seed"),
+    (kinit.RandomNormal, {"seed": -1}, "seed"),
+    (kinit.RandomNormal, {"seed": 2**40}, "seed"),
+    (kinit.RandomNormal, {"seed": True}, "seed"),
+]
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,argument", BAD_ARGUMENTS, ids=[f"{c.__name__}-{a}-{i}" for i, (c, _, a) in enumerate(BAD_ARGUMENTS)]
+)
+def test_bad_argument_is_named(cls, kwargs, argument):
+    with pytest.raises(ValueError) as error:
+        cls(**kwargs)
+    message = str(error.value)
+    assert cls.__name__ in message
+    assert f"`{argument}`" in message or f"{argument}=" in message
+
+
+def test_message_states_value_and_rule():
+    with pytest.raises(ValueError, match=r"RandomNormal: argument `stddev` must be a finite number > 0; received stddev=-1\.0"):
+        kinit.RandomNormal(stddev=-1.0)
+
+
+def test_numpy_scalars_are_accepted():
+    init = kinit.RandomNormal(mean=np.float32(0.5), stddev=np.float64(2.0), seed=np.int64(3))
+    assert init.get_config() == {"mean": 0.5, "stddev": 2.0, "seed": 3}
