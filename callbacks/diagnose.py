@@ -1,0 +1,118 @@
+"""`diagnose(model, x)`: the callback's statistics and findings without training."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import keras
+import numpy as np
+
+from callbacks.findings import Thresholds, find_problems
+from callbacks.layers import discover
+from callbacks.probe import ensure_built, observe
+from callbacks.rows import make_row
+
+#: Columns of the printed table: (row key, heading, format).
+_COLUMNS = (
+    ("layer", "layer", "s"), ("kind", "kind", "s"), ("name", "name", "s"),
+    ("shape", "shape", "s"), ("mean", "mean", ".3g"), ("std", "std", ".3g"),
+    ("min", "min", ".3g"), ("max", "max", ".3g"), ("norm", "norm", ".3g"),
+    ("signal", "signal", ".3g"), ("zero_fraction", "zero", ".0%"), ("dead_fraction", "dead", ".0%"),
+    ("saturated_fraction", "sat", ".0%"), ("nan", "nan", "d"), ("inf", "inf", "d"),
+)
+
+
+class Diagnosis:
+    """The result of `diagnose`: statistics rows, findings and notes.
+
+    Attributes:
+        rows: one dict per weight, activation and gradient (keys in
+            `callbacks.rows.ROW_KEYS`).
+        findings: plain-language problems; empty when the model looks healthy.
+        notes: what could not be observed (e.g. gradients without targets).
+    """
+
+    def __init__(self, rows: List[dict], findings: List[str], notes: List[str]):
+        self.rows = rows
+        self.findings = findings
+        self.notes = notes
+
+    def to_dataframe(self):
+        """The rows as a `pandas.DataFrame` (needs pandas)."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise ImportError("Diagnosis.to_dataframe() needs pandas (pip install pandas); "
+                              "the same table is in Diagnosis.rows") from error
+        return pandas.DataFrame(self.rows)
+
+    def __str__(self) -> str:
+        cells = [[heading for _, heading, _ in _COLUMNS]]
+        cells += [[_cell(row[key], fmt) for key, _, fmt in _COLUMNS] for row in self.rows]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+        lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
+                 for line in cells]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        lines.append("")
+        lines += [f"! {finding}" for finding in self.findings] or ["No problems found."]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Diagnosis({len(self.rows)} rows, {len(self.findings)} findings)"
+
+
+def diagnose(
+    model: keras.Model,
+    x,
+    y=None,
+    *,
+    loss=None,
+    layer_filter: Optional[str] = None,
+    vanishing_factor: float = 100.0,
+    exploding_factor: float = 100.0,
+    dead_fraction: float = 0.5,
+    saturated_fraction: float = 0.5,
+) -> Diagnosis:
+    """Statistics and health findings of a model as it is now, on a batch `x`.
+
+    What a user runs in a notebook right after building a model: the same
+    numbers and findings `InitDiagnostics` logs, as a table. Gradients need
+    targets `y`, the TensorFlow backend, and a loss (the compiled one, or
+    `loss`). The model is run in inference mode and is not changed.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, "relu")])
+    >>> report = diagnose(model, np.random.rand(64, 8))
+    >>> [row["std"] for row in report.rows if row["kind"] == "activation"]
+    [...]
+    >>> print(report)  # a table, then the findings
+
+    Args:
+        model: a Keras model (built or not).
+        x: a batch of inputs, at least 2 examples.
+        y: matching targets, for gradients.
+        loss: a loss for the gradients instead of the compiled one.
+        layer_filter: a regular expression; only layers whose path matches.
+        vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
+            finding thresholds (see `callbacks.findings`).
+    """
+    thresholds = Thresholds.checked(
+        "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
+        dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
+    ensure_built(model, x)
+    entries = discover(model, layer_filter)
+    observations, notes = observe(model, entries, x, y, loss=loss)
+    rows = [make_row(o, keras.ops.convert_to_numpy(o.value)) for o in observations]
+    return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes)
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return "x".join(str(n) for n in value) or "()"
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return str(value)
+    return format(value, fmt)

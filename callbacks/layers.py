@@ -1,0 +1,159 @@
+"""Which layers a model has, under which unique path, and what they output.
+
+`discover` walks a model the way Keras lists it (`model.layers`, recursing
+into nested models) and names each leaf layer by its path, e.g.
+``encoder/block_1/dense``; the same name twice under one parent gets a
+``_2`` suffix, so tags never collide. It works for Sequential, Functional,
+nested and subclassed models alike.
+
+`capture_outputs` records what each layer returns while the model runs on
+the probe batch. Keras has no forward hooks, so it wraps each layer's
+``call`` for the duration of one forward pass (an instance attribute, removed
+afterwards); this sees every layer that runs through ``layer(...)``, whatever
+kind of model calls it. A layer called twice (a shared layer) yields two
+outputs, which `probe` names ``output`` and ``output_1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import keras
+from keras.src.models.functional import Functional  # no public alias
+
+TRANSPOSED_CONVOLUTIONS = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+
+
+@dataclass
+class LayerEntry:
+    """A leaf layer (or a model's own variables) under its unique path."""
+
+    path: str
+    layer: keras.layers.Layer
+    weights: List[Tuple[str, keras.Variable]] = field(default_factory=list)
+    activation: Optional[str] = None
+    units_axis: int = -1
+    captures_outputs: bool = True
+
+
+def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[LayerEntry]:
+    """The selected leaf layers of a built `model`, in `model.layers` order.
+
+    `layer_filter` is a regular expression searched in each layer path.
+    Variables a model creates itself (outside any layer) appear under the
+    model's path with ``captures_outputs=False``.
+    """
+    pattern = re.compile(layer_filter) if layer_filter is not None else None
+    seen_variables: set = set()
+    entries = []
+    for path, layer in _walk(model, prefix=""):
+        entry = _entry(path, layer, seen_variables)
+        if pattern is None or pattern.search(path):
+            entries.append(entry)
+    return [e for e in entries if e.weights or e.captures_outputs]
+
+
+def is_subclassed(model: keras.Model) -> bool:
+    """Whether `model` (or a model nested in it) defines its own `call`."""
+    models = [model] + [layer for _, layer in _walk(model, "", leaves=False)]
+    return any(not isinstance(m, (keras.Sequential, Functional)) for m in models)
+
+
+@contextlib.contextmanager
+def capture_outputs(entries: List[LayerEntry]) -> Iterator[List[Tuple[str, object]]]:
+    """Record ``(path, tensor)`` for every tensor a layer returns, in call order."""
+    outputs: List[Tuple[str, object]] = []
+    patched = []
+    try:
+        for entry in entries:
+            if entry.captures_outputs:
+                _wrap_call(entry.layer, entry.path, outputs)
+                patched.append(entry.layer)
+        yield outputs
+    finally:
+        for layer in patched:
+            layer.__dict__.pop("call", None)
+
+
+def _wrap_call(layer, path: str, outputs: list) -> None:
+    original = layer.call
+
+    @functools.wraps(original)
+    def recording_call(*args, **kwargs):
+        result = original(*args, **kwargs)
+        outputs.extend((path, value) for value in keras.tree.flatten(result)
+                       if keras.ops.is_tensor(value))
+        return result
+
+    # Set on the instance, bypassing Keras's attribute tracking.
+    layer.__dict__["call"] = recording_call
+
+
+def _walk(model, prefix: str, leaves: bool = True):
+    """(path, layer) for every leaf (or, with leaves=False, nested model)."""
+    used: Dict[str, int] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        name = layer.name
+        used[name] = used.get(name, 0) + 1
+        if used[name] > 1:
+            name = f"{name}_{used[name]}"
+        path = f"{prefix}{name}"
+        if isinstance(layer, keras.Model):
+            if not leaves:
+                yield path, layer
+            yield from _walk(layer, f"{path}/", leaves)
+            if leaves:
+                yield path, layer  # the model's own variables, if any
+        elif leaves:
+            yield path, layer
+    if leaves and not prefix:
+        yield model.name, model
+
+
+def _entry(path: str, layer, seen_variables: set) -> LayerEntry:
+    is_model = isinstance(layer, keras.Model)
+    weights = []
+    names: Dict[str, int] = {}
+    for variable in layer.weights:
+        if id(variable) in seen_variables:
+            continue
+        seen_variables.add(id(variable))
+        name = _local_name(variable, layer.name)
+        names[name] = names.get(name, 0) + 1
+        weights.append((name if names[name] == 1 else f"{name}_{names[name]}", variable))
+    return LayerEntry(
+        path=path,
+        layer=layer,
+        weights=weights,
+        activation=_activation_name(layer),
+        units_axis=-2 if isinstance(layer, TRANSPOSED_CONVOLUTIONS) else -1,
+        captures_outputs=not is_model,
+    )
+
+
+def _local_name(variable, layer_name: str) -> str:
+    """The variable's path below its layer, e.g. ``kernel`` or ``query/kernel``."""
+    parts = variable.path.split("/")
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index] == layer_name:
+            return "/".join(parts[index + 1:])
+    return variable.name
+
+
+def _activation_name(layer) -> Optional[str]:
+    if isinstance(layer, keras.layers.ReLU):
+        if layer.negative_slope:
+            return "leaky_relu"
+        return "relu6" if layer.max_value == 6 else "relu"
+    function = getattr(layer, "activation", None)
+    return getattr(function, "__name__", None) if callable(function) else None

@@ -1,0 +1,137 @@
+"""One look at a model: its weights, and its activations and gradients on a probe batch.
+
+A single forward pass in inference mode (dropout off, batch normalization on
+its moving statistics, so looking never changes the model) gives both the
+layer outputs and, on the TensorFlow backend, the loss whose gradients are
+taken. What could not be observed is returned as plain-language notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+import keras
+
+from callbacks.layers import LayerEntry, capture_outputs, is_subclassed
+
+KINDS = ("weight", "activation", "gradient")
+
+
+@dataclass
+class Observation:
+    """A tensor to summarize: which layer, which kind, which name, its value."""
+
+    layer: str
+    kind: str
+    name: str
+    value: Any
+    entry: LayerEntry
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind}s/{self.layer}/{self.name}"
+
+
+def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
+    """``x`` or ``(x, y)`` (or ``(x, y, sample_weight)``) into ``(x, y)``."""
+    if isinstance(probe_data, tuple) and len(probe_data) in (2, 3):
+        return probe_data[0], probe_data[1]
+    return probe_data, None
+
+
+def ensure_built(model: keras.Model, x) -> None:
+    """Build `model` on the probe batch if nothing has built it yet."""
+    if not model.built:
+        model(x, training=False)
+
+
+def observe(
+    model: keras.Model,
+    entries: List[LayerEntry],
+    x,
+    y=None,
+    *,
+    weights: bool = True,
+    activations: bool = True,
+    gradients: bool = True,
+    loss=None,
+) -> Tuple[List[Observation], List[str]]:
+    """Observations in the order weights, activations (call order), gradients.
+
+    `loss` (anything `keras.losses.get` accepts) overrides the model's
+    compiled loss for the gradients.
+    """
+    notes: List[str] = []
+    observations: List[Observation] = []
+    if weights:
+        observations += [Observation(e.path, "weight", name, variable, e)
+                         for e in entries for name, variable in e.weights]
+    if gradients:
+        obstacle = _gradient_obstacle(model, y, loss)
+        if obstacle:
+            notes.append(f"gradients are not logged: {obstacle}")
+            gradients = False
+    if not (activations or gradients):
+        return observations, notes
+
+    trainable = [(e, name, v) for e in entries for name, v in e.weights if v.trainable]
+    with _tape(gradients) as tape, (capture_outputs(entries) if activations
+                                    else contextlib.nullcontext([])) as outputs:
+        y_pred = model(x, training=False)
+        loss_value = _loss(model, x, y, y_pred, loss) if gradients else None
+    if activations:
+        observations += _activation_observations(model, entries, outputs, notes)
+    if gradients:
+        grads = tape.gradient(loss_value, [v for _, _, v in trainable])
+        observations += [Observation(e.path, "gradient", name, g, e)
+                         for (e, name, _), g in zip(trainable, grads) if g is not None]
+    return observations, notes
+
+
+def _activation_observations(model, entries, outputs, notes) -> List[Observation]:
+    """One observation per captured output, in call order (depth order)."""
+    by_path = {e.path: e for e in entries}
+    calls: dict = {}
+    found = []
+    for path, value in outputs:
+        index = calls[path] = calls.get(path, -1) + 1
+        name = "output" if index == 0 else f"output_{index}"
+        found.append(Observation(path, "activation", name, value, by_path[path]))
+    missing = [e.path for e in entries if e.captures_outputs and e.path not in calls]
+    if missing:
+        notes.append("activations are not logged for layers that did not run through "
+                     f"`layer(...)` on the probe batch: {', '.join(missing)}")
+    if is_subclassed(model):
+        notes.append(f"model '{model.name}' defines its own call(): activations are logged "
+                     "for the layers it calls, not for operations it applies between them")
+    return found
+
+
+def _gradient_obstacle(model, y, loss) -> str:
+    """Why gradients cannot be taken, or "" if they can."""
+    if keras.backend.backend() != "tensorflow":
+        return f"they need the TensorFlow backend and the '{keras.backend.backend()}' backend is active"
+    if y is None:
+        return "the probe data has no targets; pass probe_data=(x, y)"
+    if loss is None and getattr(model, "loss", None) is None:
+        return "the model has no loss; compile it with one (or pass loss= to diagnose)"
+    return ""
+
+
+@contextlib.contextmanager
+def _tape(active: bool):
+    if not active:
+        yield None
+        return
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        yield tape
+
+
+def _loss(model, x, y, y_pred, loss):
+    if loss is not None:
+        return keras.ops.mean(keras.losses.get(loss)(y, y_pred))
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
