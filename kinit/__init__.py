@@ -12,7 +12,9 @@ from kinit.convolution_aware import ConvolutionAware
 from kinit.fans import KERNEL_LAYOUTS, compute_fans
 from kinit.gains import calculate_gain
 from kinit.identity import Dirac, Identity
+from kinit.lsuv import LsuvReport, LsuvRow, lsuv
 from kinit.orthogonal import ConvolutionOrthogonal, DeltaOrthogonal, Orthogonal
+from kinit.policy import InitReport, InitRow, initialize
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
 from kinit.sparse import Sparse
 from kinit.variance import (
@@ -68,4 +70,10 @@ __all__ = [
     "KERNEL_LAYOUTS",
     "calculate_gain",
     "compute_fans",
+    "initialize",
+    "InitReport",
+    "InitRow",
+    "lsuv",
+    "LsuvReport",
+    "LsuvRow",
 ]

@@ -1,0 +1,46 @@
+"""Reports of model-level initialization: lists of rows, printable as tables."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List
+
+
+class Report(list):
+    """A list of dataclass rows that prints as an aligned text table.
+
+    ``print(report)`` shows the table; `to_markdown()` gives it as Markdown.
+    Subclasses name the row fields to show in `columns`.
+    """
+
+    columns: tuple = ()
+
+    def cells(self) -> List[List[str]]:
+        return [[_format(getattr(row, name)) for name in self.columns] for row in self]
+
+    def __str__(self) -> str:
+        rows = [list(self.columns)] + self.cells()
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.columns))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.cells()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} rows)\n{self}"
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return "" if value is None else str(value)
+
+
+def row_fields(row) -> dict:
+    return {field.name: getattr(row, field.name) for field in dataclasses.fields(row)}
