@@ -171,12 +171,21 @@ def logging_callbacks(run_dir: Path, probe) -> list[keras.callbacks.Callback]:
     ]
 
 
-def activation_stds(model: keras.Model, x: np.ndarray) -> Optional[list[tuple[str, float]]]:
-    """Per-layer activation std on `x`, from kinit's diagnostics (None without them)."""
+@dataclasses.dataclass
+class InitState:
+    """kinit's diagnosis of the initialized model on the probe batch."""
+
+    activation_std: list[tuple[str, float]]
+    findings: list[str]
+
+
+def diagnose_init(model: keras.Model, probe) -> Optional[InitState]:
+    """Per-layer activation std and health findings (None without kinit's diagnostics)."""
     if not hasattr(diagnostics, "diagnose"):
         return None
-    rows = diagnostics.diagnose(model, x).rows
-    return [(row["layer"], float(row["std"])) for row in rows if row.get("kind") == "activation"]
+    diagnosis = diagnostics.diagnose(model, *probe)
+    stds = [(row["layer"], float(row["std"])) for row in diagnosis.rows if row["kind"] == "activation"]
+    return InitState(stds, list(diagnosis.findings))
 
 
 @dataclasses.dataclass
@@ -184,7 +193,7 @@ class SchemeRun:
     scheme: scheme_registry.Scheme
     history: dict[str, list[float]]
     wall_time: float
-    init_activation_std: Optional[list[tuple[str, float]]]
+    init: Optional[InitState]
 
     def row(self, target: float) -> dict:
         h = self.history
@@ -209,8 +218,8 @@ def train_scheme(scheme, data: Data, args: argparse.Namespace, run_dir: Path) ->
     if scheme.reinitialize is not None:
         scheme.reinitialize(model, data.probe[0], args.seed)
     setup_time = time.perf_counter() - start
-    # Measured outside the timed part: it is for the plot, not the training.
-    init_std = activation_stds(model, data.probe[0])
+    # Measured outside the timed part: it is for the report, not the training.
+    init = diagnose_init(model, data.probe)
     start = time.perf_counter()
     history = model.fit(
         training_data(data, args),
@@ -222,7 +231,7 @@ def train_scheme(scheme, data: Data, args: argparse.Namespace, run_dir: Path) ->
     )
     wall_time = setup_time + time.perf_counter() - start
     return SchemeRun(scheme, {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                     wall_time, init_std)
+                     wall_time, init)
 
 
 def markdown_table(rows: list[dict], target: float) -> str:
@@ -247,13 +256,23 @@ def markdown_table(rows: list[dict], target: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: list[dict], target: float, output_dir: Path) -> tuple[Path, Path]:
+def findings_markdown(runs: list[SchemeRun]) -> str:
+    """kinit's plain-word findings on each initialized model, as a Markdown list."""
+    if not all(run.init for run in runs):
+        return ""
+    lines = ["Findings at initialization (kinit diagnostics on the probe batch):", ""]
+    for run in runs:
+        lines.append(f"- **{run.scheme.label}**: " + ("; ".join(run.init.findings) or "none"))
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], report: str, output_dir: Path) -> tuple[Path, Path]:
     csv_path, md_path = output_dir / "results.csv", output_dir / "results.md"
     with open(csv_path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    md_path.write_text(markdown_table(rows, target))
+    md_path.write_text(report)
     return csv_path, md_path
 
 
@@ -263,7 +282,7 @@ def plot_curves(runs: list[SchemeRun], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(13, 5))
+    figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(15, 5))
     for run in runs:
         epochs = range(1, len(run.history["val_accuracy"]) + 1)
         acc_axis.plot(epochs, run.history["val_accuracy"], marker="o", label=run.scheme.label)
@@ -271,7 +290,7 @@ def plot_curves(runs: list[SchemeRun], path: Path) -> Path:
     acc_axis.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     loss_axis.set(title="Validation loss", xlabel="epoch", ylabel="sparse categorical cross-entropy",
                   yscale="log")
-    acc_axis.legend(fontsize="small")
+    loss_axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.suptitle("Fashion-MNIST, 784-256-128-10 dropout MLP, by kernel initialization")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -285,15 +304,15 @@ def plot_activation_std(runs: list[SchemeRun], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(9, 5))
+    figure, axis = plt.subplots(figsize=(11, 5))
     for run in runs:
-        layers, stds = zip(*run.init_activation_std)
+        layers, stds = zip(*run.init.activation_std)
         axis.plot(layers, stds, marker="o", label=run.scheme.label)
     # symlog keeps the zero-initialized network (std exactly 0) on the plot.
     axis.set_yscale("symlog", linthresh=1e-3)
     axis.set(title="Activation std per layer at initialization (probe batch)",
              xlabel="layer", ylabel="std of the layer output")
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -335,19 +354,21 @@ def run(args: argparse.Namespace) -> Comparison:
               f"val loss {result.history['val_loss'][-1]:.4f}, {result.wall_time:.1f} s", flush=True)
 
     rows = [result.row(args.target_accuracy) for result in runs]
-    files = list(write_table(rows, args.target_accuracy, args.output_dir))
+    report = markdown_table(rows, args.target_accuracy) + "\n" + findings_markdown(runs)
+    files = list(write_results(rows, report, args.output_dir))
     files.append(plot_curves(runs, args.output_dir / "validation_curves.png"))
-    if all(result.init_activation_std for result in runs):
+    if all(result.init for result in runs):
         files.append(plot_activation_std(runs, args.output_dir / "activation_std_at_init.png"))
     history_path = args.output_dir / "histories.json"
     history_path.write_text(json.dumps(
-        {r.scheme.name: {"history": r.history, "init_activation_std": r.init_activation_std} for r in runs},
+        {r.scheme.name: {"history": r.history, "init": r.init and dataclasses.asdict(r.init)}
+         for r in runs},
         indent=1,
     ))
     files.append(history_path)
 
     print()
-    print(markdown_table(rows, args.target_accuracy))
+    print(report)
     for path in files:
         print(f"saved {path}")
     print(f"TensorBoard runs in {log_dir}; open them with:\n    tensorboard --logdir {log_dir}")

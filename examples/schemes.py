@@ -56,8 +56,8 @@ def auto_policy(model, _x, seed: int):
     return kinit.initialize(model, policy="auto", seed=seed)
 
 
-def lsuv(model, x, _seed: int):
-    return kinit.lsuv(model, x)
+def lsuv(model, x, seed: int):
+    return kinit.lsuv(model, x, seed=seed)
 
 
 ORTHOGONAL = Scheme("orthogonal", "orthogonal (gain of the activation)", orthogonal, requires=("Orthogonal",))
