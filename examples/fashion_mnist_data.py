@@ -38,10 +38,6 @@ FILES = {
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
-CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
 # IDX header: two zero bytes, a type code (0x08 = unsigned byte), the rank.
 UBYTE = 0x08
 
