@@ -6,6 +6,8 @@ The rules, with their default thresholds (all are arguments of
 * **vanishing / exploding signal** — the across-example variation of a
   layer's output (``signal``) falls below ``1 / vanishing_factor`` (100) or
   rises above ``exploding_factor`` (100) times that of the first layer.
+  Softmax outputs are left out: probabilities near ``1 / classes`` vary little
+  across examples whatever the scale of the layers below.
 * **vanishing / exploding gradients** — the gradient RMS of the first layer
   with gradients, divided by that of the last, is below ``1 / vanishing_factor``
   or above ``exploding_factor``.
@@ -137,8 +139,14 @@ def _saturated(rows, thresholds) -> List[Finding]:
     ]
 
 
+# Outputs that sum to one vary little across examples whatever the scale
+# below them (tiny logits give probabilities near 1/classes): not a signal.
+NORMALIZING_ACTIVATIONS = frozenset({"softmax", "log_softmax"})
+
+
 def _signal(rows, thresholds) -> List[Finding]:
-    layers = [row for row in _activations(rows) if row["signal"] is not None]
+    layers = [row for row in _activations(rows)
+              if row["signal"] is not None and row["activation"] not in NORMALIZING_ACTIVATIONS]
     if len(layers) < 2 or layers[0]["signal"] == 0:
         return []
     first = layers[0]

@@ -84,3 +84,18 @@ def test_large_linear_weights_explode():
 def test_bad_thresholds_fail_naming_the_argument(argument, value):
     with pytest.raises(ValueError, match=f"InitDiagnostics: argument `{argument}`"):
         InitDiagnostics("logs", X[:8], **{argument: value})
+
+
+
+def test_softmax_head_with_small_logits_is_not_vanishing():
+    # A classifier started with tiny logits (a common deliberate choice)
+    # outputs probabilities near 1/classes for every example: they vary little
+    # across examples, but no signal is lost below them and gradients flow.
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, "relu", kernel_initializer=kinit.HeNormal(seed=0), name="hidden"),
+        keras.layers.Dense(4, "softmax", kernel_initializer=kinit.RandomNormal(stddev=1e-3, seed=1), name="head"),
+    ])
+    rows = {r["layer"]: r for r in diagnose(model, X).rows if r["kind"] == "activation"}
+    assert rows["head"]["signal"] < rows["hidden"]["signal"] / 100  # what used to be read as vanishing
+    assert problems(diagnose(model, X).findings, "vanishing signal") == []
