@@ -1,11 +1,12 @@
 """Epoch time with diagnostics callbacks, against the same training without one.
 
-Models: the FashionMNIST 256-128-10 MLP (real data from
-/usr/share/datasets/fashion-mnist or --data-dir if present, otherwise random
-data of the same size) and a small CNN (Conv2D ×3 on 28×28). Variants,
-interleaved in every repetition (their order rotates):
+Models: the Fashion-MNIST 784-256-128-10 MLP on all 60000 training examples
+(the real data from --data-dir or the usual places, see
+examples/fashion_mnist_data.py; otherwise random data of the same size) and
+a small CNN (Conv2D ×3 on 28×28) on the first 12000. Variants, interleaved
+in every repetition (their order rotates):
 
-* ``none`` — no callback;
+* ``none`` — no callback (the baseline of every ratio);
 * ``keras TensorBoard`` — ``keras.callbacks.TensorBoard(histogram_freq=1)``
   (weight histograms only);
 * ``InitDiagnostics defaults`` — weights, activations and gradients on a
@@ -14,91 +15,92 @@ interleaved in every repetition (their order rotates):
   buckets.
 
 An epoch's time runs from ``on_epoch_begin`` to the end of every callback's
-``on_epoch_end`` (where the histograms are written); the first epoch (tracing)
-is left out. On a shared machine epoch times wander by more than the
-overhead, so the time spent inside the callback's own ``on_epoch_end`` is
-also measured, and shown as a fraction of the no-callback epoch ("hook
-share"). The step-0 log happens in ``on_train_begin`` and shows in the
-whole-``fit`` time. Prints Markdown tables: medians over ``--repeats`` with
-min–max, and ratios to ``none`` computed within each repetition.
+``on_epoch_end`` (where the histograms are written); the first epoch of a
+run (tracing) is not timed. On a shared machine epoch times wander by more
+than the overhead, so the time spent inside the callbacks' own
+``on_epoch_end`` is also measured and shown as a share of the no-callback
+epoch. The step-0 log happens in ``on_train_begin`` and shows in the
+whole-``fit`` time.
+
+Goals: ``InitDiagnostics defaults`` at most 1.10× ``none`` and no slower
+than ``keras TensorBoard`` (epoch time, MLP).
 
 Usage:
-    python benchmarks/callback_overhead.py [--repeats 3] [--epochs 3]
-    python benchmarks/callback_overhead.py --smoke
-    python benchmarks/callback_overhead.py --profile mlp   # where one log's time goes
+    python benchmarks/callback_overhead.py                 # 3 repetitions of 2 epochs, ~3 min
+    python benchmarks/callback_overhead.py --repeats 5 --epochs 4
+    python benchmarks/callback_overhead.py --smoke         # 512 and 256 examples, 1 repetition
+    python benchmarks/callback_overhead.py --profile cnn   # where one log's time goes
 """
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import gzip
-import io
-import os
-import pstats
+import dataclasses
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "shared"))
+import bench  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from callbacks import InitDiagnostics  # noqa: E402
 
-DATA_DIRS = ("~/.keras/datasets/fashion-mnist", "/usr/share/datasets/fashion-mnist")
 VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max")
+SMOKE_EXAMPLES = {"mlp": 512, "cnn": 256}
+GOAL = 1.10
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3, help="per run; the first is not timed")
+@dataclasses.dataclass
+class Run:
+    epoch: float  # median seconds of the timed epochs
+    hook: float  # median seconds inside the callbacks' on_epoch_end
+    fit: float  # seconds of the whole fit, step-0 log included
+
+
+def main(argv=None) -> list[str]:
+    parser = bench.parser(__doc__, repeats=3)
+    parser.add_argument("--epochs", type=int, default=2, help="per run; the first is not timed (default 2)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cnn-examples", type=int, default=12000, help="training examples for the CNN")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--smoke", action="store_true", help="tiny data, 2 epochs, 1 repeat")
+    parser.add_argument("--data-dir", type=Path, help="a directory with the four Fashion-MNIST files")
     parser.add_argument("--profile", choices=("mlp", "cnn"), help="profile one InitDiagnostics log")
-    args = parser.parse_args()
-    x, y, source = load_fashion_mnist(args.data_dir)
-    if args.smoke:
-        args.repeats, args.epochs, args.cnn_examples = 1, 2, 256
-        x, y = x[:512], y[:512]
+    args = bench.parse(parser, argv)
+    if args.epochs < 2:
+        parser.error(f"--epochs must be at least 2 (the first is not timed); received {args.epochs}")
+    x, y, source = training_data(args.data_dir)
+    examples = SMOKE_EXAMPLES if args.smoke else {"mlp": len(x), "cnn": min(args.cnn_examples, len(x))}
     if args.profile:
-        profile_one_log({"mlp": mlp, "cnn": cnn}[args.profile], x, y)
-        return
-    print(f"# Callback overhead ({source}; {args.epochs - 1} timed epochs per run, "
-          f"medians of {args.repeats} repetitions; {time.strftime('%Y-%m-%d')})\n")
-    for title, build, examples in (("MLP 784-256-128-10", mlp, len(x)),
-                                   ("CNN Conv2D×3, 28×28", cnn, min(args.cnn_examples, len(x)))):
-        results = compare(build, x[:examples], y[:examples], args)
-        print_table(f"{title}, {examples} examples, batch {args.batch_size}", results)
+        profile_one_log(MODELS[args.profile][1], x[:examples[args.profile]], y[:examples[args.profile]])
+        return []
+    bench.header("Callback overhead", args.repeats,
+                 f"{source}; {args.epochs - 1} timed epoch(s) per run after an untimed first epoch.")
+    tables = []
+    for name, (title, build) in MODELS.items():
+        count = examples[name]
+        results = compare(build, x[:count], y[:count], args)
+        tables.append(print_table(f"{title}, {count} examples, batch {args.batch_size}", results))
+    return tables
 
 
-def compare(build, x, y, args) -> dict:
-    """{variant: [(median epoch s, fit s, median on_epoch_end s) per repetition]}."""
-    results = {variant: [] for variant in VARIANTS}
-    for repeat in range(args.repeats):
-        order = VARIANTS[repeat % len(VARIANTS):] + VARIANTS[:repeat % len(VARIANTS)]
-        for variant in order:
-            keras.utils.set_random_seed(repeat)
-            model = build()
-            timer = EpochTimer()
-            with tempfile.TemporaryDirectory() as log_dir:
-                callbacks = variant_callbacks(variant, log_dir, x, y)
-                hook_seconds = [time_epoch_end(callback) for callback in callbacks]
-                start = time.perf_counter()
-                model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
-                          callbacks=callbacks + [timer])
-                fit_seconds = time.perf_counter() - start
-            per_epoch = [sum(epoch) for epoch in zip(*hook_seconds)][1:]  # first epoch not timed
-            hook = statistics.median(per_epoch) if per_epoch else 0.0
-            results[variant].append((statistics.median(timer.seconds[1:]), fit_seconds, hook))
-    return results
+def compare(build, x, y, args) -> dict[str, list[Run]]:
+    def run(variant: str, repetition: int) -> Run:
+        keras.utils.set_random_seed(repetition)
+        model = build()
+        timer = EpochTimer()
+        with tempfile.TemporaryDirectory() as log_dir:
+            callbacks = variant_callbacks(variant, log_dir, x, y)
+            hook_seconds = [time_epoch_end(callback) for callback in callbacks]
+            _, fit_seconds = bench.timed(model.fit, x, y, batch_size=args.batch_size, epochs=args.epochs,
+                                         verbose=0, callbacks=callbacks + [timer])
+        per_epoch = [sum(epoch) for epoch in zip(*hook_seconds)][1:]  # the first epoch is not timed
+        return Run(statistics.median(timer.seconds[1:]), statistics.median(per_epoch) if per_epoch else 0.0,
+                   fit_seconds)
+
+    return bench.interleave(VARIANTS, args.repeats, run)
 
 
 def variant_callbacks(variant: str, log_dir: str, x, y) -> list:
@@ -111,7 +113,7 @@ def variant_callbacks(variant: str, log_dir: str, x, y) -> list:
     return []
 
 
-def time_epoch_end(callback) -> list:
+def time_epoch_end(callback) -> list[float]:
     """Make `callback` record the seconds each of its on_epoch_end calls takes."""
     seconds, original = [], callback.on_epoch_end
 
@@ -138,21 +140,25 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def print_table(title: str, results: dict) -> None:
-    base = results["none"]
-    print(f"## {title}\n")
-    print("| variant | epoch s | min–max | ratio | ratio min–max | hook s | hook share | fit s | fit ratio |")
-    print("|---|---:|---|---:|---|---:|---:|---:|---:|")
+def print_table(title: str, results: dict[str, list[Run]]) -> str:
+    none = [run.epoch for run in results["none"]]
+    keras_tb = [run.epoch for run in results["keras TensorBoard"]]
+    rows = []
     for variant, runs in results.items():
-        epochs = [epoch for epoch, _, _ in runs]
-        ratios = [run[0] / b[0] for run, b in zip(runs, base)]
-        shares = [run[2] / b[0] for run, b in zip(runs, base)]
-        fit_ratios = [run[1] / b[1] for run, b in zip(runs, base)]
-        print(f"| {variant} | {statistics.median(epochs):.3f} | {min(epochs):.3f}–{max(epochs):.3f} | "
-              f"{statistics.median(ratios):.3f} | {min(ratios):.3f}–{max(ratios):.3f} | "
-              f"{statistics.median(run[2] for run in runs):.3f} | {statistics.median(shares):.1%} | "
-              f"{statistics.median(run[1] for run in runs):.2f} | {statistics.median(fit_ratios):.3f} |")
-    print("\nGoal: InitDiagnostics defaults ≤ 1.10× none (epoch time).\n", flush=True)
+        epochs = [run.epoch for run in runs]
+        rows.append([
+            variant, bench.spread(epochs, 3), bench.spread(bench.ratios(epochs, none), 3),
+            bench.spread(bench.ratios(epochs, keras_tb), 3), bench.spread([run.hook for run in runs], 3),
+            bench.spread(bench.ratios([run.hook for run in runs], none), 1, scale=100, suffix=" %"),
+            bench.spread([run.fit for run in runs]),
+            bench.spread(bench.ratios([run.fit for run in runs], [run.fit for run in results["none"]]), 3),
+        ])
+    ours = [run.epoch for run in results["InitDiagnostics defaults"]]
+    note = (f"{bench.verdict('InitDiagnostics defaults / none', bench.ratios(ours, none), GOAL)}; "
+            f"{bench.verdict('InitDiagnostics defaults / keras TensorBoard', bench.ratios(ours, keras_tb), 1.0)}.")
+    headers = ["variant", "epoch s", "epoch / none", "epoch / keras TensorBoard", "on_epoch_end s",
+               "on_epoch_end / none epoch", "fit s", "fit / none"]
+    return bench.print_table(title, headers, rows, note)
 
 
 def profile_one_log(build, x, y) -> None:
@@ -163,14 +169,9 @@ def profile_one_log(build, x, y) -> None:
         model.fit(x[:2048], y[:2048], epochs=1, verbose=0, callbacks=[callback])
         callback.on_train_begin()  # reopens the event file; step 0 is not logged again
         callback.log(1)  # warm: traces for new tensor sizes happen once
-        profiler = cProfile.Profile()
-        start = time.perf_counter()
-        profiler.runcall(callback.log, 2)
-        print(f"one log: {time.perf_counter() - start:.3f} s")
+        _, seconds = bench.timed(bench.profile, callback.log, 2)
+        print(f"one log (under the profiler): {seconds:.3f} s")
         callback.on_train_end()
-    stream = io.StringIO()
-    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(15)
-    print(stream.getvalue())
 
 
 def mlp() -> keras.Model:
@@ -195,21 +196,27 @@ def cnn() -> keras.Model:
     return model
 
 
-def load_fashion_mnist(data_dir=None):
-    """Training images (float32 in [0, 1]) and labels, and where they came from."""
-    candidates = ([data_dir] if data_dir else []) + list(DATA_DIRS)
-    for directory in (Path(d).expanduser() for d in candidates):
-        images = directory / "train-images-idx3-ubyte.gz"
-        labels = directory / "train-labels-idx1-ubyte.gz"
-        if images.exists() and labels.exists():
-            with gzip.open(images) as f:
-                x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-            with gzip.open(labels) as f:
-                y = np.frombuffer(f.read(), np.uint8, offset=8)
-            return (x / np.float32(255)).astype("float32"), y.astype("int32"), f"FashionMNIST from {directory}"
-    rng = np.random.default_rng(0)
-    x = rng.random((60000, 28, 28), dtype=np.float32)
-    return x, rng.integers(0, 10, 60000).astype("int32"), "synthetic data of FashionMNIST's size"
+MODELS = {"mlp": ("MLP 784-256-128-10", mlp), "cnn": ("CNN Conv2D×3, 28×28", cnn)}
+
+
+def training_data(data_dir=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Training images (float32 in [0, 1]), labels and where they came from.
+
+    Fashion-MNIST through the examples' loader (without Keras's download);
+    random data of the same size when it is nowhere to be found and no
+    `data_dir` was asked for.
+    """
+    data = bench.load_example("fashion_mnist_data")
+    try:
+        raw = data.load_fashion_mnist(data_dir, download=False)
+    except data.DataNotFoundError:
+        if data_dir is not None:
+            raise
+        rng = np.random.default_rng(0)
+        x = rng.random((60000, *data.IMAGE_SHAPE), dtype=np.float32)
+        return x, rng.integers(0, data.NUM_CLASSES, len(x)).astype("int32"), "synthetic data of Fashion-MNIST's size"
+    x = (raw.x_train / np.float32(255)).astype("float32")
+    return x, raw.y_train.astype("int32"), f"Fashion-MNIST from {raw.source}"
 
 
 if __name__ == "__main__":

@@ -1,36 +1,31 @@
 """LSUV: kinit.lsuv against the straightforward implementation, side by side.
 
-The straightforward LSUV builds, for every layer and every iteration, a new
-sub-model from the inputs to that layer and predicts the batch with it (the
-layer's fused activation switched off, so both measure the same
-pre-activation). `kinit.lsuv` builds one probe for all layers and measures
-every layer in each pass. Both start from the same weights (normal, σ =
-0.01), fill the kernels orthonormally, use the same batch, target (std 1) and
-tolerance (0.1), and must converge on every layer.
+The straightforward LSUV (the baseline, written here) builds, for every
+layer and every iteration, a new sub-model from the inputs to that layer and
+predicts the batch with it (the layer's fused activation switched off, so
+both measure the same pre-activation). `kinit.lsuv` builds one probe for all
+layers and measures every layer in each pass. Both start from the same
+weights (normal, σ = 0.01), fill the kernels orthonormally, use the same
+batch, target (std 1) and tolerance (0.1), and must converge on every layer.
 
-For a 20-layer ReLU MLP and a small CNN it prints a Markdown table with
-medians over `--repeats` (min–max), measured in the same run and
-interleaved: seconds, forward passes (calls of a probe or sub-model) and
-layer evaluations (layers those calls ran through), and the time ratio
-baseline / kinit.
+For a 20-layer ReLU MLP and a small CNN the table shows, per method:
+seconds, forward passes (calls of a probe or sub-model), layer evaluations
+(layers those calls ran through) and the ratios kinit / baseline of
+seconds and of passes.
 
 Usage:
-    python benchmarks/lsuv.py                  # 3 repetitions
+    python benchmarks/lsuv.py                  # 3 repetitions, ~30 s
     python benchmarks/lsuv.py --repeats 5
-    python benchmarks/lsuv.py --smoke          # tiny models, one repetition
+    python benchmarks/lsuv.py --smoke          # tiny models, 1 repetition
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "shared"))
+import bench  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -39,6 +34,7 @@ import kinit  # noqa: E402
 from kinit.lsuv import SUPPORTED  # noqa: E402
 
 TARGET, TOL, MAX_ITER = 1.0, 0.1, 10
+OURS, BASELINE = "kinit.lsuv (one probe)", "sub-model per layer per iteration"
 
 
 def mlp(depth: int, width: int, features: int) -> keras.Model:
@@ -62,7 +58,6 @@ def cnn(filters: int, size: int, depth: int = 5) -> keras.Model:
 
 def baseline_lsuv(model: keras.Model, x: np.ndarray, seed: int = 0) -> dict:
     """LSUV with a new sub-model per layer per iteration (the obvious way)."""
-    started = time.perf_counter()
     targets = [layer for layer in model.layers if isinstance(layer, SUPPORTED)]
     passes = evaluations = 0
     for index, layer in enumerate(targets):
@@ -85,68 +80,58 @@ def baseline_lsuv(model: keras.Model, x: np.ndarray, seed: int = 0) -> dict:
                 converged = False
                 break
             layer.kernel.assign(layer.kernel.value * (TARGET / std))
-    return {"seconds": time.perf_counter() - started, "passes": passes, "evaluations": evaluations,
-            "converged": converged}
+    return {"passes": passes, "evaluations": evaluations, "converged": converged}
 
 
 def kinit_lsuv(model: keras.Model, x: np.ndarray, seed: int = 0) -> dict:
     report = kinit.lsuv(model, x, TARGET, TOL, MAX_ITER, seed=seed, batch_size=len(x))
     depth = sum(1 for layer in model.layers if not isinstance(layer, keras.layers.InputLayer))
-    return {"seconds": report.seconds, "passes": report.forward_passes,
-            "evaluations": report.forward_passes * depth, "converged": report.converged}
+    return {"passes": report.forward_passes, "evaluations": report.forward_passes * depth,
+            "converged": report.converged}
 
 
-def summary(values, digits: int = 2) -> str:
-    if min(values) == max(values):
-        return f"{statistics.median(values):.{digits}f}"
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+METHODS = {OURS: kinit_lsuv, BASELINE: baseline_lsuv}
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="tiny models, one repetition")
-    args = parser.parse_args(argv)
+def cases(smoke: bool) -> dict:
+    """{name: (model builder, batch)}."""
     rng = np.random.default_rng(0)
-    if args.smoke:
-        repeats = 1
-        cases = {
+    if smoke:
+        return {
             "MLP 3 × 16": (lambda: mlp(3, 16, 8), rng.normal(size=(64, 8))),
             "CNN 2 conv + dense, 8×8": (lambda: cnn(4, 8, depth=2), rng.normal(size=(32, 8, 8, 1))),
         }
-    else:
-        repeats = args.repeats
-        cases = {
-            "MLP 20 × 256 (784 inputs)": (lambda: mlp(20, 256, 784), rng.normal(size=(512, 784))),
-            "CNN 5 conv + dense, 28×28": (lambda: cnn(16, 28), rng.normal(size=(256, 28, 28, 1))),
-        }
-    methods = {"kinit.lsuv (one probe)": kinit_lsuv, "sub-model per layer per iteration": baseline_lsuv}
+    return {
+        "MLP 20 × 256 (784 inputs)": (lambda: mlp(20, 256, 784), rng.normal(size=(512, 784))),
+        "CNN 5 conv + dense, 28×28": (lambda: cnn(16, 28), rng.normal(size=(256, 28, 28, 1))),
+    }
 
-    lines = [
-        "| model | method | seconds | forward passes | layer evaluations | time / kinit |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, (build, x) in cases.items():
+
+def main(argv=None) -> list[str]:
+    args = bench.parse(bench.parser(__doc__, repeats=3), argv)
+    bench.header("LSUV", args.repeats, f"Target std {TARGET}, tolerance {TOL}, at most {MAX_ITER} rescalings.")
+    rows = []
+    for name, (build, x) in cases(args.smoke).items():
         x = x.astype("float32")
-        results = {method: [] for method in methods}
-        for _ in range(repeats):
-            for method, run in methods.items():  # interleaved, so drift hits both
-                result = run(build(), x)
-                if not result["converged"]:
-                    raise RuntimeError(f"{method} did not converge on {name}")
-                results[method].append(result)
-        reference = [r["seconds"] for r in results["kinit.lsuv (one probe)"]]
-        for method, runs in results.items():
-            seconds = [r["seconds"] for r in runs]
-            ratios = [s / k for s, k in zip(seconds, reference)]
-            lines.append(
-                f"| {name} | {method} | {summary(seconds)} | {summary([r['passes'] for r in runs], 0)} "
-                f"| {summary([r['evaluations'] for r in runs], 0)} | {summary(ratios)}× |"
-            )
-    table = "\n".join(lines)
-    print(f"\nLSUV, medians over {repeats} repetition(s) (min–max), backend {keras.backend.backend()}:\n")
-    print(table)
-    return table
+
+        def run(method: str, _) -> dict:
+            result, seconds = bench.timed(METHODS[method], build(), x)
+            if not result["converged"]:
+                raise RuntimeError(f"{method} did not converge on {name}")
+            return {**result, "seconds": seconds}
+
+        results = bench.interleave(list(METHODS), args.repeats, run)
+        column = {key: {method: [run[key] for run in runs] for method, runs in results.items()}
+                  for key in ("seconds", "passes", "evaluations")}
+        for method in METHODS:
+            rows.append([name, method, bench.spread(column["seconds"][method]),
+                         bench.spread(column["passes"][method], 0), bench.spread(column["evaluations"][method], 0),
+                         bench.spread(bench.ratios(column["seconds"][method], column["seconds"][BASELINE])),
+                         bench.spread(bench.ratios(column["passes"][method], column["passes"][BASELINE]))])
+    headers = ["model", "method", "seconds", "forward passes", "layer evaluations", "seconds / baseline",
+               "passes / baseline"]
+    return [bench.print_table(f"kinit.lsuv against the baseline ({BASELINE})",
+                              headers, rows)]
 
 
 if __name__ == "__main__":

@@ -259,14 +259,3 @@ def test_signal_propagation_script_prints_every_layer_and_saves_the_plot(tmp_pat
     assert f"| 4 | {he_relu.activation_std[3]:.3g} |" in printed
     assert len(profiles) == 4 and printed.count("| 4 |") == 4
 
-
-# --- the wall-time benchmark, at its smallest size ---------------------------
-
-def test_walltime_benchmark_smoke_prints_a_row_per_mode(capsys):
-    spec = importlib.util.spec_from_file_location("example_walltime", ROOT / "benchmarks" / "example_walltime.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    table = benchmark.main(["--smoke"]).splitlines()
-    assert table[0].startswith("| mode | schemes | process total (s)")
-    assert len(table) == 3 and table[2].startswith("| smoke | 2 | ")
-    assert table[2] in capsys.readouterr().out
