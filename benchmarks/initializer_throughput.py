@@ -22,7 +22,6 @@ Usage:
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -115,6 +114,14 @@ def print_conv_schemes(shapes, repeats: int) -> str:
                              ["shape", "scheme", "ms", f"/ {KERAS_ORTHOGONAL}"], rows)
 
 
+def keras_op(file: str, name: str):
+    """``ops.qr`` for a public function of keras.ops or keras.random; None for anything else."""
+    where = Path(file).parts[-4:-1]
+    if where in (("keras", "src", "ops"), ("keras", "src", "random")) and not name.startswith("_"):
+        return f"{where[-1]}.{name}"
+    return None
+
+
 def print_orthogonal_stages(shapes, repeats: int) -> str:
     """cProfile of kinit's Orthogonal: time per call in each Keras op it runs."""
     text = ""
@@ -123,19 +130,12 @@ def print_orthogonal_stages(shapes, repeats: int) -> str:
         filled(ours, shape), filled(theirs, shape)
         _, stats = bench.profile(lambda: [filled(ours, shape) for _ in range(repeats)], top=None)
         keras_ms = 1e3 * statistics.median(bench.timed(filled, theirs, shape)[1] for _ in range(repeats))
-        entries = stats.stats
-        total = sum(entry[3] for key, entry in entries.items() if key[2] == "__call__" and "kinit" in key[0])
-        rows = sorted(
-            ((f"{Path(file).parent.name}.{name}", cumulative)
-             for (file, _, name), (_, _, _, cumulative, _) in entries.items()
-             if f"{os.sep}keras{os.sep}src{os.sep}" in file and Path(file).parent.name in ("ops", "random")
-             and not name.startswith("_")),
-            key=lambda row: -row[1])
+        total = sum(entry[3] for key, entry in stats.stats.items() if key[2] == "__call__" and "kinit" in key[0])
         text += bench.print_table(
             f"Where kinit's Orthogonal spends its time, {label(shape)}: kinit {1e3 * total / repeats:.1f} ms "
             f"per call, Keras {keras_ms:.1f} ms",
             ["Keras op", "ms per call", "share of kinit's time"],
-            [[name, f"{1e3 * cumulative / repeats:.2f}", f"{cumulative / total:.0%}"] for name, cumulative in rows])
+            bench.profile_rows(stats, keras_op, repeats, total))
     return text
 
 

@@ -176,6 +176,19 @@ def profile(function: Callable[..., Result], *args, top: Optional[int] = 15,
     return result, stats
 
 
+def profile_rows(stats: pstats.Stats, label: Callable[[str, str], Optional[str]], calls: int,
+                 total: float, top: int = 12) -> List[List[str]]:
+    """``[label, ms per call, share of total]`` of the `top` profiled functions by cumulative time.
+
+    `label(file, function name)` names the functions to show and returns None
+    for the others; `total` is the seconds the shares are of, over `calls` calls.
+    """
+    named = [(label(file, name), cumulative)
+             for (file, _, name), (_, _, _, cumulative, _) in stats.stats.items()]
+    named = sorted(((name, seconds) for name, seconds in named if name), key=lambda row: -row[1])[:top]
+    return [[name, f"{1e3 * seconds / calls:.2f}", f"{seconds / total:.0%}"] for name, seconds in named]
+
+
 # --- reporting ------------------------------------------------------------------
 
 def ratios(values: Sequence[float], baseline: Sequence[float]) -> List[float]:
