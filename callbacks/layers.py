@@ -2,9 +2,11 @@
 
 `discover` walks a model the way Keras lists it (`model.layers`, recursing
 into nested models) and names each leaf layer by its path, e.g.
-``encoder/block_1/dense``; the same name twice under one parent gets a
-``_2`` suffix, so tags never collide. It works for Sequential, Functional,
-nested and subclassed models alike.
+``encoder/block_1/dense``; the same name again under one parent gets the
+first suffix ``_2``, ``_3``, … that no sibling is named, so tags never
+collide (``proj, proj, proj_2`` become ``proj, proj_3, proj_2``; variable
+names likewise). It works for Sequential, Functional, nested and
+subclassed models alike.
 
 `capture_outputs` records what each layer returns while the model runs on
 the probe batch. Keras has no forward hooks, so it wraps each layer's
@@ -20,7 +22,7 @@ import contextlib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import keras
 from keras.src.models.functional import Functional  # no public alias
@@ -99,14 +101,8 @@ def _wrap_call(layer, path: str, outputs: list) -> None:
 
 def _walk(model, prefix: str, leaves: bool = True):
     """(path, layer) for every leaf (or, with leaves=False, nested model)."""
-    used: Dict[str, int] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        name = layer.name
-        used[name] = used.get(name, 0) + 1
-        if used[name] > 1:
-            name = f"{name}_{used[name]}"
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    for layer, name in zip(layers, unique_names([layer.name for layer in layers])):
         path = f"{prefix}{name}"
         if isinstance(layer, keras.Model):
             if not leaves:
@@ -122,23 +118,32 @@ def _walk(model, prefix: str, leaves: bool = True):
 
 def _entry(path: str, layer, seen_variables: set) -> LayerEntry:
     is_model = isinstance(layer, keras.Model)
-    weights = []
-    names: Dict[str, int] = {}
-    for variable in layer.weights:
-        if id(variable) in seen_variables:
-            continue
-        seen_variables.add(id(variable))
-        name = _local_name(variable, layer.name)
-        names[name] = names.get(name, 0) + 1
-        weights.append((name if names[name] == 1 else f"{name}_{names[name]}", variable))
+    variables = [v for v in layer.weights if id(v) not in seen_variables]
+    seen_variables.update(id(v) for v in variables)
+    names = unique_names([_local_name(v, layer.name) for v in variables])
     return LayerEntry(
         path=path,
         layer=layer,
-        weights=weights,
+        weights=list(zip(names, variables)),
         activation=_activation_name(layer),
         units_axis=-2 if isinstance(layer, TRANSPOSED_CONVOLUTIONS) else -1,
         captures_outputs=not is_model,
     )
+
+
+def unique_names(names: Sequence[str]) -> List[str]:
+    """`names` with each repeat given the first suffix ``_2``, ``_3``, … that no
+    other name in `names` has (used before or still to come)."""
+    taken, unique = set(names), []
+    for name in names:
+        if name in unique:
+            suffix = 2
+            while f"{name}_{suffix}" in taken:
+                suffix += 1
+            name = f"{name}_{suffix}"
+            taken.add(name)
+        unique.append(name)
+    return unique
 
 
 def _local_name(variable, layer_name: str) -> str:
