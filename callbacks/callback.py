@@ -12,15 +12,12 @@ import numpy as np
 
 from callbacks.findings import Finding, Thresholds, find_problems
 from callbacks.layers import LayerEntry, discover
-from callbacks.probe import ensure_built, observe, split_probe
+from callbacks.probe import check_probe, ensure_built, observe, split_probe
 from callbacks.rows import make_row
 from callbacks.writer import SummaryWriter, histogram_value, scalar_value, text_value
 from kinit.validation import check_int
 
 logger = logging.getLogger("callbacks")
-
-#: Largest probe batch accepted: the probe's cost must stay bounded.
-MAX_PROBE_EXAMPLES = 4096
 
 #: Row statistics written as scalars, per kind (tag ``<kind>_<stat>/<layer>/<name>``).
 SCALARS = {
@@ -55,7 +52,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     collide. Histograms are binned where the tensor lives and NaN/Inf are
     counted and left out. The probe runs in inference mode and never changes
     the model. The callback never ends a training run: a failure to compute
-    or write is a warning once and training goes on; an unwritable `log_dir`
+    or write is a warning once and training goes on (gradients that cannot
+    be computed leave the weights and activations logged); an unwritable `log_dir`
     is reported at `on_train_begin` (findings still go to the log).
 
     Example:
@@ -66,8 +64,9 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     Args:
         log_dir: directory of the event files.
-        probe_data: a batch ``x`` or ``(x, y)`` of 2 to 4096 examples; ``y``
-            is needed for gradients (multi-input ``x``: a list or dict).
+        probe_data: a batch ``x`` or ``(x, y)`` of 2 to 4096 examples, ``y``
+            with as many as ``x``; ``y`` is needed for gradients (multi-input
+            ``x``: a list or dict). Checked here, not at the first log.
         freq: log every `freq` epochs.
         weights, activations, gradients: what to log.
         layer_filter: a regular expression; only layers whose path matches
@@ -103,7 +102,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         owner = type(self).__name__
         self.log_dir = os.fspath(log_dir)
         self.x, self.y = split_probe(probe_data)
-        _check_probe(owner, self.x)
+        check_probe(owner, self.x, self.y, argument="probe_data")
         self.freq = check_int(owner, "freq", freq, minimum=1)
         self.switches = {"weights": bool(weights), "activations": bool(activations),
                          "gradients": bool(gradients)}
@@ -234,15 +233,6 @@ def _markdown(findings: List[Finding], step: int) -> str:
     if not findings:
         return f"No problems found at step {step}."
     return "\n".join(f"* {finding}" for finding in findings)
-
-
-def _check_probe(owner: str, x) -> None:
-    sizes = sorted({int(np.shape(leaf)[0]) for leaf in keras.tree.flatten(x) if np.ndim(leaf) > 0})
-    if len(sizes) != 1 or not 2 <= sizes[0] <= MAX_PROBE_EXAMPLES:
-        raise ValueError(
-            f"{owner}: argument `probe_data` must be a batch x or (x, y) of 2 to "
-            f"{MAX_PROBE_EXAMPLES} examples (a slice such as x[:256]); received inputs with "
-            f"batch sizes {sizes or 'none'}.")
 
 
 def _check_pattern(owner: str, pattern: Optional[str]) -> Optional[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 import keras
+import numpy as np
 
 from callbacks.layers import LayerEntry, capture_outputs, is_subclassed
 
@@ -38,6 +39,35 @@ def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
     return probe_data, None
 
 
+#: Largest probe batch accepted: the probe's cost must stay bounded.
+MAX_PROBE_EXAMPLES = 4096
+
+
+def check_probe(owner: str, x, y=None, *, argument: Optional[str] = None) -> None:
+    """Raise `ValueError` unless `x` is one batch of 2 to `MAX_PROBE_EXAMPLES`
+    examples and `y` (if given) has as many.
+
+    With fewer than 2 examples the across-example statistics (signal, dead
+    units) mean nothing; targets of another batch size make every gradient
+    computation fail. The message names `argument` (default: ``x`` / ``y``).
+    """
+    sizes = _batch_sizes(x)
+    if len(sizes) != 1 or not 2 <= sizes[0] <= MAX_PROBE_EXAMPLES:
+        raise ValueError(
+            f"{owner}: argument `{argument or 'x'}` must hold one batch of 2 to "
+            f"{MAX_PROBE_EXAMPLES} examples (a slice such as x[:256]); received inputs with "
+            f"batch sizes {sizes or 'none'}.")
+    if y is not None and _batch_sizes(y) != sizes:
+        raise ValueError(
+            f"{owner}: argument `{argument or 'y'}` must hold targets for the {sizes[0]} "
+            f"examples of x (a slice such as y[:{sizes[0]}]); received targets with batch "
+            f"sizes {_batch_sizes(y) or 'none'}.")
+
+
+def _batch_sizes(data) -> List[int]:
+    return sorted({int(np.shape(leaf)[0]) for leaf in keras.tree.flatten(data) if np.ndim(leaf) > 0})
+
+
 def ensure_built(model: keras.Model, x) -> None:
     """Build `model` on the probe batch if nothing has built it yet."""
     if not model.built:
@@ -58,7 +88,9 @@ def observe(
     """Observations in the order weights, activations (call order), gradients.
 
     `loss` (anything `keras.losses.get` accepts) overrides the model's
-    compiled loss for the gradients.
+    compiled loss for the gradients. If the loss or its gradients cannot be
+    computed, the weights and activations are still returned and a note says
+    why the gradients are missing.
     """
     notes: List[str] = []
     observations: List[Observation] = []
@@ -74,17 +106,32 @@ def observe(
         return observations, notes
 
     trainable = [(e, name, v) for e in entries for name, v in e.weights if v.trainable]
+    failure = None
     with _tape(gradients) as tape, (capture_outputs(entries) if activations
                                     else contextlib.nullcontext([])) as outputs:
         y_pred = model(x, training=False)
-        loss_value = _loss(model, x, y, y_pred, loss) if gradients else None
+        if gradients:
+            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
     if activations:
         observations += _activation_observations(model, entries, outputs, notes)
-    if gradients:
-        grads = tape.gradient(loss_value, [v for _, _, v in trainable])
+    if gradients and failure is None:
+        grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
+    if failure is not None:
+        # The loss is the fragile part (targets, loss function): the rest stands.
+        notes.append(f"gradients are not logged: computing them failed "
+                     f"({type(failure).__name__}: {failure})")
+    elif gradients:
         observations += [Observation(e.path, "gradient", name, g, e)
                          for (e, name, _), g in zip(trainable, grads) if g is not None]
     return observations, notes
+
+
+def _attempt(function, *args) -> Tuple[Any, Optional[Exception]]:
+    """``(function(*args), None)``, or ``(None, error)`` if it raised."""
+    try:
+        return function(*args), None
+    except Exception as error:  # reported as a note by the caller
+        return None, error
 
 
 def _activation_observations(model, entries, outputs, notes) -> List[Observation]:

@@ -89,3 +89,20 @@ def test_to_dataframe_has_one_row_per_row():
     pandas = pytest.importorskip("pandas")
     frame = diagnose(classifier(), X).to_dataframe()
     assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == list(ROW_KEYS)
+
+
+@pytest.mark.parametrize("x, y, problem", [
+    (X[:1], None, r"argument `x`.*batch sizes \[1\]"),
+    (X[:8], Y[:5], r"argument `y`.*8 examples.*batch sizes \[5\]"),
+])
+def test_the_probe_is_checked_as_the_callbacks_is(x, y, problem):
+    with pytest.raises(ValueError, match=f"diagnose: {problem}"):
+        diagnose(classifier(), x, y)
+
+
+def test_failing_gradients_are_a_note_and_the_rest_is_reported():
+    one_hot = np.eye(3, dtype="float32")[Y[:8]]  # the wrong target format for this loss
+    report = diagnose(classifier(), X[:8], one_hot)
+    assert {r["kind"] for r in report.rows} == {"weight", "activation"}
+    assert len(report.notes) == 1 and report.notes[0].startswith(
+        "gradients are not logged: computing them failed (ValueError")

@@ -129,3 +129,25 @@ def test_a_summary_tensorflow_declines_to_write_is_a_warning(tmp_path, caplog, m
     assert len(history.history["loss"]) == 2
     failures = warnings_of(caplog, "logging the event file failed")
     assert len(failures) == 1 and "declined to write the summaries of step 0" in failures[0]
+
+
+def test_probe_targets_must_be_as_many_as_the_inputs():
+    with pytest.raises(ValueError, match=r"InitDiagnostics: argument `probe_data`.*8 examples.*"
+                                         r"batch sizes \[5\]"):
+        InitDiagnostics("logs", (X[:8], Y[:5]))
+
+
+def test_failing_gradients_leave_weights_and_activations_logged(tmp_path, caplog):
+    keras.utils.set_random_seed(2)
+    labels = np.arange(32) % 3
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, "softmax", name="head")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    one_hot = np.eye(3, dtype="float32")[labels[:8]]  # the wrong target format for this loss
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        model.fit(X, labels, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], one_hot))])
+    histograms = read_events(tmp_path).values
+    for tag in ("weights/head/kernel", "activations/head/output"):
+        assert sorted(histograms[tag]) == [0, 1, 2]
+    assert not any(tag.startswith("gradients/") for tag in histograms)
+    failures = warnings_of(caplog, "gradients are not logged")
+    assert len(failures) == 1 and "ValueError" in failures[0]
