@@ -16,8 +16,18 @@ The rules, with their default thresholds (all are arguments of
 * **saturation** — in a sigmoid / hard-sigmoid / tanh layer, at least
   ``saturated_fraction`` (0.5) of the outputs are saturated.
 * **symmetric units** — every unit of a layer has the same kernel column and
-  the same bias (zero or constant initialization): they compute the same
-  function and receive the same gradient forever. No threshold: exact.
+  the same bias (zero or constant initialization), and nothing downstream
+  tells them apart: the layers reading them hold equal weights for each
+  (equal kernel rows of the next layer, looked up through activation,
+  dropout, noise, pooling and normalization layers whose per-unit weights
+  are equal; see `callbacks.downstream`). Then swapping two units changes
+  nothing, so they compute the same output and receive the same gradient
+  for ever (dropout during training can still break the tie). A layer whose
+  output is a model output is never reported — the loss gives each unit its
+  own gradient, so a zero-initialized classifier head parts at the first
+  step — and neither is one read by other layers (``Flatten``, merges) or
+  in a subclassed model, whose wiring is not known. No threshold: every
+  report is certain.
 * **non-finite values** — any NaN or Inf in a weight, activation or gradient.
 """
 
@@ -104,15 +114,17 @@ def _non_finite(rows) -> List[Finding]:
 def _symmetric(rows) -> List[Finding]:
     found = []
     for row in rows:
-        if row["kind"] != "weight" or not row.get("identical_units"):
+        if row["kind"] != "weight" or not (row.get("identical_units") and row.get("identical_outgoing")):
             continue
-        bias = [r for r in rows if r["kind"] == "weight" and r["layer"] == row["layer"] and r["name"] == "bias"]
+        bias_name = row["name"][: -len("kernel")] + "bias"  # query/kernel -> query/bias
+        bias = [r for r in rows if r["kind"] == "weight" and r["layer"] == row["layer"] and r["name"] == bias_name]
         if all(b["std"] == 0 for b in bias):
             found.append(Finding(
                 "symmetric", row["layer"],
                 f"symmetric units in '{row['layer']}': every unit has the same weights "
-                f"({row['name']}{' and bias' if bias else ''}), so all units compute the same "
-                "output and get the same gradient; initialize the kernel randomly"))
+                f"({row['name']}{' and bias' if bias else ''}) and the layers after it read "
+                "them alike, so all units compute the same output and get the same gradient "
+                "for ever; initialize the kernel randomly"))
     return found
 
 

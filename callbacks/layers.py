@@ -27,16 +27,18 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import keras
 from keras.src.models.functional import Functional  # no public alias
 
-TRANSPOSED_CONVOLUTIONS = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
+from callbacks.downstream import TRANSPOSED_CONVOLUTIONS, Check, outgoing_checks
+
 
 
 @dataclass
 class LayerEntry:
-    """A leaf layer (or a model's own variables) under its unique path."""
+    """A leaf layer (or a model's own variables) under its unique path.
+
+    `outgoing` lists the weights (with an axis) that must be equal across the
+    layer's units for nothing downstream to tell them apart (see
+    `callbacks.downstream`); None when something does or it is not known.
+    """
 
     path: str
     layer: keras.layers.Layer
@@ -44,6 +46,7 @@ class LayerEntry:
     activation: Optional[str] = None
     units_axis: int = -1
     captures_outputs: bool = True
+    outgoing: Optional[List[Check]] = None
 
 
 def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[LayerEntry]:
@@ -55,9 +58,10 @@ def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[Lay
     """
     pattern = re.compile(layer_filter) if layer_filter is not None else None
     seen_variables: set = set()
+    outgoing = outgoing_checks(model)
     entries = []
     for path, layer in _walk(model, prefix=""):
-        entry = _entry(path, layer, seen_variables)
+        entry = _entry(path, layer, seen_variables, outgoing.get(id(layer)))
         if pattern is None or pattern.search(path):
             entries.append(entry)
     return [e for e in entries if e.weights or e.captures_outputs]
@@ -116,7 +120,7 @@ def _walk(model, prefix: str, leaves: bool = True):
         yield model.name, model
 
 
-def _entry(path: str, layer, seen_variables: set) -> LayerEntry:
+def _entry(path: str, layer, seen_variables: set, outgoing: Optional[List[Check]]) -> LayerEntry:
     is_model = isinstance(layer, keras.Model)
     variables = [v for v in layer.weights if id(v) not in seen_variables]
     seen_variables.update(id(v) for v in variables)
@@ -128,6 +132,7 @@ def _entry(path: str, layer, seen_variables: set) -> LayerEntry:
         activation=_activation_name(layer),
         units_axis=-2 if isinstance(layer, TRANSPOSED_CONVOLUTIONS) else -1,
         captures_outputs=not is_model,
+        outgoing=outgoing,
     )
 
 

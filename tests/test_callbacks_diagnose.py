@@ -67,13 +67,15 @@ def test_gradients_need_targets_and_a_loss():
 
 
 def test_printing_gives_a_table_then_the_findings_then_the_notes():
-    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, kernel_initializer="zeros", name="flat")])
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, kernel_initializer="zeros", name="flat"),
+                              keras.layers.Dense(2, kernel_initializer="zeros", name="head")])
     report = diagnose(model, X)
     lines = str(report).splitlines()
     assert lines[0].split()[:4] == ["layer", "kind", "name", "shape"]
     assert set(lines[1]) == {"-", " "}
-    assert [line.split()[:3] for line in lines[2:5]] == [
-        ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["flat", "activation", "output"]]
+    assert [line.split()[:3] for line in lines[2:8]] == [
+        ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["head", "weight", "kernel"],
+        ["head", "weight", "bias"], ["flat", "activation", "output"], ["head", "activation", "output"]]
     assert lines[-2:] == [f"! {report.findings[0]}", f"note: {report.notes[0]}"]
     assert "symmetric units in 'flat'" in lines[-2]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import kinit
-from callbacks import InitDiagnostics, diagnose
+from callbacks import InitDiagnostics, Thresholds, diagnose
+from callbacks.findings import find_problems
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(5)
@@ -33,9 +34,9 @@ def test_zeros_initialization_is_reported_symmetric_at_step_0(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="callbacks"):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]))])
     text = read_events(tmp_path).values["findings"][0].item().decode()
-    for layer in ("hidden_0", "hidden_1"):
-        assert f"symmetric units in '{layer}'" in text
-    assert "symmetric units in 'head'" not in text
+    assert "symmetric units in 'hidden_0'" in text
+    # hidden_1's units feed the head's random kernel rows: they part (see below).
+    assert "symmetric units in 'hidden_1'" not in text and "symmetric units in 'head'" not in text
     step_0 = [r.getMessage() for r in caplog.records if "step 0" in r.getMessage()]
     assert len(step_0) == 1 and "symmetric units in 'hidden_0'" in step_0[0]
 
@@ -99,3 +100,45 @@ def test_softmax_head_with_small_logits_is_not_vanishing():
     rows = {r["layer"]: r for r in diagnose(model, X).rows if r["kind"] == "activation"}
     assert rows["head"]["signal"] < rows["hidden"]["signal"] / 100  # what used to be read as vanishing
     assert problems(diagnose(model, X).findings, "vanishing signal") == []
+
+
+def symmetric_layers(findings):
+    return [f.split("'")[1] for f in problems(findings, "symmetric units")]
+
+
+def test_a_zero_initialized_output_layer_is_not_symmetric():
+    # Its units feed the loss directly, each with its own target: they get
+    # different gradients and part at the first step (e.g. ViT's zero head).
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, "relu", kernel_initializer=kinit.HeNormal(seed=0), name="hidden"),
+        keras.layers.Dense(4, kernel_initializer="zeros", name="logits"),
+        keras.layers.Softmax(name="probabilities"),
+    ])
+    assert symmetric_layers(diagnose(model, X).findings) == []
+
+
+def test_symmetry_needs_identical_outgoing_weights_too():
+    # All-zero kernels: a unit of hidden_0 is read by hidden_1's zero kernel
+    # rows (stuck for ever); hidden_1's units are read by the head's random
+    # rows, so their biases, and then their outputs, part at the first step.
+    model = mlp(2, "tanh", kinit.Zeros())
+    assert symmetric_layers(diagnose(model, X, Y).findings) == ["hidden_0"]
+    # Through a batch normalization with equal per-unit weights, still stuck.
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(8, kernel_initializer="ones", name="hidden")(inputs)
+    normalized = keras.layers.BatchNormalization(name="norm")(hidden)
+    outputs = keras.layers.Dense(2, kernel_initializer="ones", name="head")(keras.layers.ReLU()(normalized))
+    assert symmetric_layers(diagnose(keras.Model(inputs, outputs), X).findings) == ["hidden"]
+
+
+def test_a_kernel_is_paired_with_the_bias_beside_it():
+    def row(name, std=0.0, **statistics):
+        return {"layer": "attention", "kind": "weight", "name": name, "std": std, "nan": 0, "inf": 0,
+                "identical_units": None, "identical_outgoing": None, **statistics}
+
+    rows = [row("query/kernel", identical_units=True, identical_outgoing=True), row("query/bias", std=0.3),
+            row("key/kernel", std=0.2), row("key/bias")]
+    assert find_problems(rows, Thresholds()) == []
+    rows[1]["std"] = 0.0
+    assert [f.layer for f in find_problems(rows, Thresholds())] == ["attention"]
