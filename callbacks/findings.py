@@ -10,7 +10,9 @@ The rules, with their default thresholds (all are arguments of
   across examples whatever the scale of the layers below.
 * **vanishing / exploding gradients** — the gradient RMS of the first layer
   with gradients, divided by that of the last, is below ``1 / vanishing_factor``
-  or above ``exploding_factor``.
+  or above ``exploding_factor``. First and last in the order the layers ran
+  on the probe batch (whatever order a subclassed model assigned them in);
+  variables of layers that did not run through ``layer(...)`` come last.
 * **dead units** — in a ReLU / ReLU6 layer, at least ``dead_fraction`` (0.5)
   of the units output zero for every probe example.
 * **saturation** — in a sigmoid / hard-sigmoid / tanh layer, at least

@@ -85,7 +85,9 @@ def observe(
     gradients: bool = True,
     loss=None,
 ) -> Tuple[List[Observation], List[str]]:
-    """Observations in the order weights, activations (call order), gradients.
+    """Observations in the order weights, activations, gradients; activations
+    and gradients in the order the layers ran (depth order, whatever order
+    a subclassed model assigned them in).
 
     `loss` (anything `keras.losses.get` accepts) overrides the model's
     compiled loss for the gradients. If the loss or its gradients cannot be
@@ -105,16 +107,16 @@ def observe(
     if not (activations or gradients):
         return observations, notes
 
-    trainable = [(e, name, v) for e in entries for name, v in e.weights if v.trainable]
     failure = None
-    with _tape(gradients) as tape, (capture_outputs(entries) if activations
-                                    else contextlib.nullcontext([])) as outputs:
+    with _tape(gradients) as tape, capture_outputs(entries) as outputs:
         y_pred = model(x, training=False)
         if gradients:
             loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
     if activations:
         observations += _activation_observations(model, entries, outputs, notes)
     if gradients and failure is None:
+        trainable = [(e, name, v) for e in _call_order(entries, outputs)
+                     for name, v in e.weights if v.trainable]
         grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
     if failure is not None:
         # The loss is the fragile part (targets, loss function): the rest stands.
@@ -124,6 +126,15 @@ def observe(
         observations += [Observation(e.path, "gradient", name, g, e)
                          for (e, name, _), g in zip(trainable, grads) if g is not None]
     return observations, notes
+
+
+def _call_order(entries: List[LayerEntry], outputs) -> List[LayerEntry]:
+    """`entries` in the order their layers first ran; the layers that did not
+    run through ``layer(...)`` after them, in discovery order."""
+    first_call: dict = {}
+    for index, (path, _) in enumerate(outputs):
+        first_call.setdefault(path, index)
+    return sorted(entries, key=lambda e: first_call.get(e.path, len(outputs)))
 
 
 def _attempt(function, *args) -> Tuple[Any, Optional[Exception]]:

@@ -142,3 +142,28 @@ def test_a_kernel_is_paired_with_the_bias_beside_it():
     assert find_problems(rows, Thresholds()) == []
     rows[1]["std"] = 0.0
     assert [f.layer for f in find_problems(rows, Thresholds())] == ["attention"]
+
+
+class HeadFirst(keras.Model):
+    """Assigns its head before its body: `model.layers` lists the head first."""
+
+    def __init__(self):
+        super().__init__(name="head_first")
+        self.head = keras.layers.Dense(4, "softmax", name="head")
+        self.body = [keras.layers.Dense(32, "sigmoid", kernel_initializer=kinit.RandomNormal(stddev=0.01, seed=i),
+                                        name=f"hidden_{i}") for i in range(8)]
+
+    def call(self, x):
+        for layer in self.body:
+            x = layer(x)
+        return self.head(x)
+
+
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called")
+def test_gradients_are_compared_in_the_order_the_layers_run():
+    model = HeadFirst()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    findings = diagnose(model, X, Y).findings
+    (vanishing,) = problems(findings, "vanishing gradients")
+    assert "last layer 'head'" in vanishing and "first layer 'hidden_0'" in vanishing
+    assert problems(findings, "exploding gradients") == []
