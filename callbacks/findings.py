@@ -5,7 +5,11 @@ The rules, with their default thresholds (all are arguments of
 
 * **vanishing / exploding signal** — the across-example variation of a
   layer's output (``signal``) falls below ``1 / vanishing_factor`` (100) or
-  rises above ``exploding_factor`` (100) times that of the first layer.
+  rises above ``exploding_factor`` (100) times that of the reference: the
+  first floating-point layer output, in the order the layers ran. Integer
+  outputs (token ids, lookups, bins) are indices, not a signal: they are
+  neither the reference nor compared (``IntegerLookup`` → ``Embedding``:
+  the embedding is the reference).
   Softmax outputs are left out: probabilities near ``1 / classes`` vary little
   across examples whatever the scale of the layers below.
 * **vanishing / exploding gradients** — the gradient RMS of the first layer
@@ -159,8 +163,10 @@ NORMALIZING_ACTIVATIONS = frozenset({"softmax", "log_softmax"})
 
 
 def _signal(rows, thresholds) -> List[Finding]:
+    # Integer outputs (token ids, lookups, bins) are indices, not a signal.
     layers = [row for row in _activations(rows)
-              if row["signal"] is not None and row["activation"] not in NORMALIZING_ACTIVATIONS]
+              if row["signal"] is not None and row["activation"] not in NORMALIZING_ACTIVATIONS
+              and "float" in row["dtype"]]
     if len(layers) < 2 or layers[0]["signal"] == 0:
         return []
     first = layers[0]

@@ -3,7 +3,8 @@ callback writes as scalars.
 
 Every row has the same keys (``None`` where a statistic does not apply):
 ``layer`` (unique path), ``kind`` ("weight", "activation", "gradient"),
-``name``, ``tag``, ``shape``, ``activation`` (the layer's activation function),
+``name``, ``tag``, ``shape``, ``dtype``, ``activation`` (the layer's activation
+function),
 the `summarize` numbers (``count``, ``nan``, ``inf``, ``mean``, ``std``,
 ``min``, ``max``, ``norm``, ``zero_fraction``), for activations ``signal``,
 ``dead_fraction`` and ``saturated_fraction``, for weights ``identical_units``
@@ -26,7 +27,7 @@ import keras
 from callbacks.statistics import activation_summary, identical_slices, identical_units, summarize, update_ratio
 
 ROW_KEYS = (
-    "layer", "kind", "name", "tag", "shape", "activation",
+    "layer", "kind", "name", "tag", "shape", "dtype", "activation",
     "count", "nan", "inf", "mean", "std", "min", "max", "norm", "zero_fraction",
     "signal", "dead_fraction", "saturated_fraction", "identical_units", "identical_outgoing",
     "update_ratio",
@@ -39,7 +40,8 @@ def make_row(observation: Observation, values: np.ndarray, previous: Optional[np
     row = dict.fromkeys(ROW_KEYS)
     row.update(
         layer=observation.layer, kind=observation.kind, name=observation.name,
-        tag=observation.tag, shape=tuple(values.shape), activation=entry.activation,
+        tag=observation.tag, shape=tuple(values.shape), dtype=str(values.dtype),
+        activation=entry.activation,
     )
     row.update(summarize(values))
     if observation.kind == "activation":

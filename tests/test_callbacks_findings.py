@@ -167,3 +167,24 @@ def test_gradients_are_compared_in_the_order_the_layers_run():
     (vanishing,) = problems(findings, "vanishing gradients")
     assert "last layer 'head'" in vanishing and "first layer 'hidden_0'" in vanishing
     assert problems(findings, "exploding gradients") == []
+
+
+def test_integer_outputs_are_no_reference_for_the_signal():
+    # Token ids (up to 500) are indices, not a signal; the embedding's small
+    # uniform(±0.05) vectors are a healthy start.
+    tokens = RNG.integers(0, 500, size=(64, 5))
+    model = keras.Sequential([
+        keras.Input((5,), dtype="int64"),
+        keras.layers.IntegerLookup(vocabulary=np.arange(500), name="lookup"),
+        keras.layers.Embedding(501, 8, name="embedding"),
+        keras.layers.GlobalAveragePooling1D(name="pool"),
+        keras.layers.Dense(4, "tanh", name="head"),
+    ])
+    report = diagnose(model, tokens)
+    lookup = next(r for r in report.rows if r["layer"] == "lookup")
+    assert lookup["dtype"].startswith("int") and lookup["signal"] > 100
+    assert problems(report.findings, "vanishing signal") == []
+    # A collapse after the embedding is still measured against it.
+    model.get_layer("head").kernel.assign(np.full((8, 4), 1e-6))
+    (vanishing,) = problems(diagnose(model, tokens).findings, "vanishing signal")
+    assert "at 'embedding'" in vanishing and "at 'head'" in vanishing
