@@ -28,6 +28,7 @@ import keras
 from keras.src.models.functional import Functional  # no public alias
 
 from callbacks.downstream import TRANSPOSED_CONVOLUTIONS, Check, outgoing_checks
+from kinit.nonlinearity import activation_nonlinearity, layer_nonlinearity
 
 
 
@@ -161,9 +162,13 @@ def _local_name(variable, layer_name: str) -> str:
 
 
 def _activation_name(layer) -> Optional[str]:
-    if isinstance(layer, keras.layers.ReLU):
-        if layer.negative_slope:
-            return "leaky_relu"
-        return "relu6" if layer.max_value == 6 else "relu"
-    function = getattr(layer, "activation", None)
-    return getattr(function, "__name__", None) if callable(function) else None
+    """The nonlinearity the layer applies (itself, like ``Softmax()``, or as its
+    ``activation``), named as `kinit.calculate_gain` names it (``relu6`` is
+    ``relu``, ``hard_sigmoid`` is ``sigmoid``); an unknown function by its name."""
+    nonlinearity = layer_nonlinearity(layer, "")
+    if nonlinearity is None:
+        function = getattr(layer, "activation", None)
+        if not callable(function):
+            return None
+        nonlinearity = activation_nonlinearity(function, "")
+    return nonlinearity.label if nonlinearity.name == "unknown" else nonlinearity.name

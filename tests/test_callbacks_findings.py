@@ -1,5 +1,6 @@
 """Health findings on models built to have (or not have) each problem."""
 
+import functools
 import logging
 
 import keras
@@ -188,3 +189,21 @@ def test_integer_outputs_are_no_reference_for_the_signal():
     model.get_layer("head").kernel.assign(np.full((8, 4), 1e-6))
     (vanishing,) = problems(diagnose(model, tokens).findings, "vanishing signal")
     assert "at 'embedding'" in vanishing and "at 'head'" in vanishing
+
+
+def test_activation_layers_and_partial_activations_are_recognized():
+    leaky = functools.partial(keras.activations.leaky_relu, negative_slope=0.1)
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, leaky, kernel_initializer=kinit.HeNormal(seed=0), name="leaky_dense"),
+        keras.layers.LeakyReLU(name="leaky"),
+        keras.layers.ELU(name="elu"),
+        keras.layers.Dense(50, kernel_initializer=kinit.RandomNormal(stddev=0.01, seed=1), name="logits"),
+        keras.layers.Softmax(name="probabilities"),
+    ])
+    report = diagnose(model, X)
+    activations = {r["layer"]: r["activation"] for r in report.rows if r["kind"] == "activation"}
+    assert activations == {"leaky_dense": "leaky_relu", "leaky": "leaky_relu", "elu": "elu",
+                           "logits": "linear", "probabilities": "softmax"}
+    # 50 probabilities near 1/50 vary little: a Softmax layer is no signal either.
+    assert problems(report.findings, "vanishing signal") == []
