@@ -155,6 +155,17 @@ def test_quick_mode_defaults_yield_to_explicit_flags():
     assert [s.name for s in scheme_registry.COMPARISON] == full.schemes
 
 
+def test_orthogonal_gain_is_kinits_gain_of_the_activation():
+    import math
+
+    import kinit
+
+    assert scheme_registry.activation_gain("relu6") == math.sqrt(2.0)
+    # Keras's "leaky_relu" has slope 0.2 (torch's default is 0.01).
+    assert scheme_registry.activation_gain("leaky_relu") == kinit.calculate_gain("leaky_relu", 0.2)
+    assert scheme_registry.activation_gain("softmax") == scheme_registry.activation_gain(None) == 1.0
+
+
 # --- the comparison, end to end on a synthetic stand-in ----------------------
 
 @pytest.fixture(scope="module")
