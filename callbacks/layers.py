@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import keras
-from keras.src.models.functional import Functional  # no public alias
 
 from callbacks.downstream import TRANSPOSED_CONVOLUTIONS, Check, outgoing_checks
+from kinit.graph import graph_of
 from kinit.nonlinearity import activation_nonlinearity, layer_nonlinearity
 
 
@@ -71,7 +71,7 @@ def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[Lay
 def is_subclassed(model: keras.Model) -> bool:
     """Whether `model` (or a model nested in it) defines its own `call`."""
     models = [model] + [layer for _, layer in _walk(model, "", leaves=False)]
-    return any(not isinstance(m, (keras.Sequential, Functional)) for m in models)
+    return any(graph_of(m) is None for m in models)
 
 
 @contextlib.contextmanager
