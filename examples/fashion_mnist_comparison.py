@@ -370,5 +370,5 @@ def main(argv: Optional[Sequence[str]] = None) -> Comparison:
 if __name__ == "__main__":
     try:
         main()
-    except (DataNotFoundError, IdxFormatError) as error:
+    except (DataNotFoundError, IdxFormatError, PermissionError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

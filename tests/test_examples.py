@@ -134,6 +134,23 @@ def test_an_explicit_data_dir_without_the_files_is_an_error_not_a_fallback(tmp_p
         data_module.load_fashion_mnist(data_dir=tmp_path / "empty", search_dirs=[tmp_path / "good"])
 
 
+def test_a_data_dir_that_does_not_exist_is_said_to_be_missing(tmp_path):
+    with pytest.raises(data_module.DataNotFoundError, match="--data-dir .*absent does not exist"):
+        data_module.load_fashion_mnist(data_dir=tmp_path / "absent")
+
+
+@pytest.mark.parametrize("error", [PermissionError, FileNotFoundError])
+def test_an_unreadable_file_is_not_called_a_broken_gzip_file(tmp_path, monkeypatch, error):
+    write_dataset(tmp_path)
+
+    def refuse(path, *args, **kwargs):
+        raise error(13, "refused", str(path))
+
+    monkeypatch.setattr(data_module.gzip, "open", refuse)
+    with pytest.raises(error, match="refused"):
+        data_module.load_fashion_mnist(data_dir=tmp_path)
+
+
 # --- the scheme registry and flags -------------------------------------------
 
 def test_schemes_kinit_lacks_are_skipped_with_a_notice():
