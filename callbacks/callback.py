@@ -32,8 +32,9 @@ class InitDiagnostics(keras.callbacks.Callback):
     """Logs weight, activation and gradient histograms and health to TensorBoard.
 
     At step 0, before the first batch is trained (the initialization itself),
-    and then after every `freq`-th epoch (step = number of epochs done), for
-    every selected layer it writes:
+    after every `freq`-th epoch and at the end of training if its last epoch
+    was not logged (step = number of epochs done), for every selected layer
+    it writes:
 
     * histograms ``weights/<layer>/<variable>`` of every variable,
     * histograms ``activations/<layer>/output`` of the layer's output on the
@@ -120,6 +121,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._previous: Dict[str, np.ndarray] = {}
         self._findings: Optional[List[Finding]] = None
         self._last_step: Optional[int] = None
+        self._epochs_done: Optional[int] = None
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -138,10 +140,15 @@ class InitDiagnostics(keras.callbacks.Callback):
             self.log(0)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = epoch + 1
         if (epoch + 1) % self.freq == 0:
             self.log(epoch + 1)
 
     def on_train_end(self, logs=None):
+        # Training that stops between logs (EarlyStopping, epochs not a
+        # multiple of freq) still logs the weights it ends with.
+        if self._epochs_done is not None and self._last_step != self._epochs_done:
+            self.log(self._epochs_done)
         if self._writer is not None:
             self._guard("the event file", self._writer.close)
             self._writer = None

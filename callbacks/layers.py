@@ -12,8 +12,10 @@ subclassed models alike.
 the probe batch. Keras has no forward hooks, so it wraps each layer's
 ``call`` for the duration of one forward pass (an instance attribute, removed
 afterwards); this sees every layer that runs through ``layer(...)``, whatever
-kind of model calls it. A layer called twice (a shared layer) yields two
-outputs, which `probe` names ``output`` and ``output_1``.
+kind of model calls it. `probe` names a call's tensor ``output`` (first
+call), ``output_1`` (second call of a shared layer), …; a call that returns
+several tensors (an LSTM with ``return_state``) gives ``output/0``,
+``output/1``, … (second call: ``output_1/0``, …).
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def is_subclassed(model: keras.Model) -> bool:
 
 
 @contextlib.contextmanager
-def capture_outputs(entries: List[LayerEntry]) -> Iterator[List[Tuple[str, object]]]:
-    """Record ``(path, tensor)`` for every tensor a layer returns, in call order."""
-    outputs: List[Tuple[str, object]] = []
+def capture_outputs(entries: List[LayerEntry]) -> Iterator[List[Tuple[str, list]]]:
+    """Record ``(path, tensors)`` for every layer call, in call order: the
+    tensors that call returned (one, or several, like an LSTM's states)."""
+    outputs: List[Tuple[str, list]] = []
     patched = []
     try:
         for entry in entries:
@@ -96,8 +99,9 @@ def _wrap_call(layer, path: str, outputs: list) -> None:
     @functools.wraps(original)
     def recording_call(*args, **kwargs):
         result = original(*args, **kwargs)
-        outputs.extend((path, value) for value in keras.tree.flatten(result)
-                       if keras.ops.is_tensor(value))
+        tensors = [value for value in keras.tree.flatten(result) if keras.ops.is_tensor(value)]
+        if tensors:
+            outputs.append((path, tensors))
         return result
 
     # Set on the instance, bypassing Keras's attribute tracking.

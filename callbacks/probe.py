@@ -146,14 +146,18 @@ def _attempt(function, *args) -> Tuple[Any, Optional[Exception]]:
 
 
 def _activation_observations(model, entries, outputs, notes) -> List[Observation]:
-    """One observation per captured output, in call order (depth order)."""
+    """One observation per captured tensor, in call order (depth order):
+    ``output``, ``output_1`` for a layer's calls, ``output/0``, ``output/1``
+    for the tensors of a call that returns several."""
     by_path = {e.path: e for e in entries}
     calls: dict = {}
     found = []
-    for path, value in outputs:
+    for path, tensors in outputs:
         index = calls[path] = calls.get(path, -1) + 1
-        name = "output" if index == 0 else f"output_{index}"
-        found.append(Observation(path, "activation", name, value, by_path[path]))
+        call = "output" if index == 0 else f"output_{index}"
+        names = [call] if len(tensors) == 1 else [f"{call}/{i}" for i in range(len(tensors))]
+        found += [Observation(path, "activation", name, value, by_path[path])
+                  for name, value in zip(names, tensors)]
     missing = [e.path for e in entries if e.captures_outputs and e.path not in calls]
     if missing:
         notes.append("activations are not logged for layers that did not run through "

@@ -133,3 +133,15 @@ def test_variable_suffixes_never_collide_with_a_sibling_variable_name():
     model = keras.Model(inputs, Scales(name="scales")(inputs))
     (entry,) = discover(model)
     assert [name for name, _ in entry.weights] == ["w", "w_3", "w_2"]
+
+
+def test_tensors_of_one_call_are_told_apart_from_calls():
+    inputs = keras.Input((3, 8))
+    sequence, state_h, state_c = keras.layers.LSTM(4, return_sequences=True, return_state=True,
+                                                   name="lstm")(inputs)
+    shared = keras.layers.Dense(2, name="shared")
+    model = keras.Model(inputs, [shared(sequence), shared(state_h), state_c])
+    names = [(r["layer"], r["name"]) for r in diagnose(model, X[:, None, :].repeat(3, axis=1)).rows
+             if r["kind"] == "activation"]
+    assert names == [("lstm", "output/0"), ("lstm", "output/1"), ("lstm", "output/2"),
+                     ("shared", "output"), ("shared", "output_1")]
