@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import re
 
 import keras
 import numpy as np
@@ -207,3 +208,33 @@ def test_activation_layers_and_partial_activations_are_recognized():
                            "logits": "linear", "probabilities": "softmax"}
     # 50 probabilities near 1/50 vary little: a Softmax layer is no signal either.
     assert problems(report.findings, "vanishing signal") == []
+
+
+def test_gradients_growing_towards_the_input_explode():
+    # Linear, no biases: the first layer's tiny weights shrink what the later
+    # layers see (their gradients), while the later unit-scale weights pass
+    # the loss gradient back to the first layer undiminished.
+    scales = {"first": 1e-4, "middle": 1.0, "last": 1.0}
+    model = keras.Sequential([keras.Input((16,))] + [
+        keras.layers.Dense(1 if name == "last" else 32, use_bias=False, name=name,
+                           kernel_initializer=kinit.RandomNormal(stddev=scale, seed=i))
+        for i, (name, scale) in enumerate(scales.items())])
+    model.compile("sgd", "mse")
+    targets = RNG.normal(size=(64, 1))
+    findings = diagnose(model, X, targets).findings
+    w_first, w_middle, w_last = (w.astype(np.float64) for w in model.get_weights())
+    x = X.astype(np.float64)
+    h_first = x @ w_first
+    h_middle = h_first @ w_middle
+    d_out = 2 * (h_middle @ w_last - targets) / len(x)
+    d_middle = d_out @ w_last.T
+
+    def rms(gradient):
+        return np.linalg.norm(gradient) / np.sqrt(gradient.size)
+
+    first, last = rms(x.T @ (d_middle @ w_middle.T)), rms(h_middle.T @ d_out)
+    assert first / last > 100
+    (finding,) = problems(findings, "exploding gradients")
+    numbers = re.fullmatch(r"exploding gradients: gradient RMS is (\S+) at the last layer 'last' and "
+                           r"(\S+) at the first layer 'first' \(up (\S+)x; threshold 100x\)", finding)
+    assert [float(n) for n in numbers.groups()] == pytest.approx([last, first, first / last], rel=2e-3)

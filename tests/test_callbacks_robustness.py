@@ -52,11 +52,13 @@ def test_unwritable_log_dir_is_reported_at_train_begin_and_training_goes_on(tmp_
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with caplog.at_level(logging.WARNING, logger="callbacks"):
-        history = regression().fit(X, Y, epochs=2, verbose=0,
-                                   callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
+        history = dead_regression().fit(X, Y, epochs=2, verbose=0,
+                                        callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
     assert len(history.history["loss"]) == 2
     reports = warnings_of(caplog, "cannot write TensorBoard logs")
     assert len(reports) == 1 and str(blocker / "logs") in reports[0]
+    # The findings still reach the log.
+    assert len(warnings_of(caplog, "InitDiagnostics step 0: dead units in 'hidden'")) == 1
 
 
 def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, caplog, monkeypatch):
@@ -152,3 +154,28 @@ def test_failing_gradients_leave_weights_and_activations_logged(tmp_path, caplog
     assert not any(tag.startswith("gradients/") for tag in histograms)
     failures = warnings_of(caplog, "gradients are not logged")
     assert len(failures) == 1 and "ValueError" in failures[0]
+
+
+def dead_regression():
+    """`regression()` with every hidden ReLU unit dead (bias -20)."""
+    model = regression()
+    model.get_layer("hidden").bias.assign(np.full(8, -20.0))
+    return model
+
+
+class Revive(keras.callbacks.Callback):
+    """Sets the hidden biases to zero after the first epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.get_layer("hidden").bias.assign(np.zeros(8))
+
+
+def test_findings_that_go_away_are_said_to_be_gone(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        dead_regression().fit(X, Y, epochs=2, verbose=0,
+                              callbacks=[Revive(), InitDiagnostics(tmp_path, PROBE)])
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("InitDiagnostics step")]
+    assert len(steps) == 2 and "dead units in 'hidden'" in steps[0]
+    assert steps[1] == "InitDiagnostics step 1: the earlier problems are gone."
+    findings = read_events(tmp_path).values["findings"]
+    assert sorted(findings) == [0, 1] and findings[1].item() == b"No problems found at step 1."
