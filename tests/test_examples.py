@@ -78,6 +78,20 @@ def test_loader_searches_places_in_order(tmp_path):
     assert loaded.source == str(tmp_path / "second")
 
 
+def test_loader_default_order_is_keras_cache_then_debian_then_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data_module, "DEBIAN_DIR", tmp_path / "debian")
+    downloads = []
+    monkeypatch.setattr(data_module, "keras_download",
+                        lambda: downloads.append(1) or data_module.FashionMnist(*[None] * 4, "download"))
+    assert data_module.load_fashion_mnist().source == "download" and len(downloads) == 1
+    write_dataset(tmp_path / "debian")
+    assert data_module.load_fashion_mnist().source == str(tmp_path / "debian")
+    write_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert data_module.load_fashion_mnist().source == str(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert len(downloads) == 1
+
+
 def cut_gzip_stream(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
@@ -167,9 +181,14 @@ def test_schemes_kinit_lacks_are_skipped_with_a_notice():
 def test_quick_mode_defaults_yield_to_explicit_flags():
     quick = comparison.parse_args(["--quick", "--epochs", "3"])
     assert (quick.epochs, quick.train_size, quick.test_size) == (3, 3000, 1000)
+    sized = comparison.parse_args(["--quick", "--train-size", "500"])
+    assert (sized.epochs, sized.train_size, sized.test_size) == (2, 500, 1000)
     full = comparison.parse_args([])
     assert (full.epochs, full.train_size, full.test_size) == (10, None, None)
-    assert [s.name for s in scheme_registry.COMPARISON] == full.schemes
+    # Every scheme of the README's table, in its order, in both modes.
+    readme_order = ["zeros", "ones", "uniform", "uniform_fan_in", "normal_fan_in", "keras_default",
+                    "he_normal", "orthogonal", "auto", "lsuv"]
+    assert full.schemes == quick.schemes == readme_order
 
 
 def test_orthogonal_gain_is_kinits_gain_of_the_activation():
