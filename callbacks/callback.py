@@ -54,8 +54,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     counted and left out. The probe runs in inference mode and never changes
     the model. The callback never ends a training run: a failure to compute
     or write is a warning once and training goes on (gradients that cannot
-    be computed leave the weights and activations logged); an unwritable `log_dir`
-    is reported at `on_train_begin` (findings still go to the log).
+    be computed leave the weights and activations logged); an unwritable
+    `log_dir` is reported at `on_train_begin` (findings still go to the log).
 
     Example:
 

@@ -33,7 +33,6 @@ from kinit.graph import graph_of
 from kinit.nonlinearity import activation_nonlinearity, layer_nonlinearity
 
 
-
 @dataclass
 class LayerEntry:
     """A leaf layer (or a model's own variables) under its unique path.
@@ -144,14 +143,15 @@ def _entry(path: str, layer, seen_variables: set, outgoing: Optional[List[Check]
 def unique_names(names: Sequence[str]) -> List[str]:
     """`names` with each repeat given the first suffix ``_2``, ``_3``, … that no
     other name in `names` has (used before or still to come)."""
-    taken, unique = set(names), []
+    taken, seen, unique = set(names), set(), []
     for name in names:
-        if name in unique:
+        if name in seen:
             suffix = 2
             while f"{name}_{suffix}" in taken:
                 suffix += 1
             name = f"{name}_{suffix}"
             taken.add(name)
+        seen.add(name)
         unique.append(name)
     return unique
 
