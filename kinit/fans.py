@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from typing import Sequence, Tuple
 
+from kinit.validation import check_choice
+
 KERNEL_LAYOUTS = ("standard", "transposed", "depthwise")
 
 FAN_MODES = ("fan_in", "fan_out", "fan_avg")
@@ -48,12 +50,7 @@ def compute_fans(shape: Sequence[int], kernel_layout: str = "standard") -> Tuple
     >>> compute_fans((3, 3, 16, 2), "depthwise")     # DepthwiseConv2D(depth_multiplier=2)
     (9, 18)
     """
-    if kernel_layout not in KERNEL_LAYOUTS:
-        raise ValueError(
-            "compute_fans: argument `kernel_layout` must be one of "
-            f"{', '.join(map(repr, KERNEL_LAYOUTS))}; received "
-            f"kernel_layout={kernel_layout!r}."
-        )
+    check_choice("compute_fans", "kernel_layout", kernel_layout, KERNEL_LAYOUTS)
     shape = tuple(int(d) for d in shape)
     if len(shape) == 0:
         return 1, 1

@@ -17,7 +17,7 @@ from kinit.probe import pre_activation_probe
 from kinit.report import Report
 from kinit.orthogonal import Orthogonal
 from kinit.rules import SEPARABLE
-from kinit.validation import check_int, check_number, check_seed
+from kinit.validation import check_bool, check_int, check_number, check_seed
 
 OWNER = "lsuv"
 
@@ -171,8 +171,7 @@ def lsuv(
     max_iter = check_int(OWNER, "max_iter", max_iter, minimum=0)
     batch_size = check_int(OWNER, "batch_size", batch_size, minimum=1)
     seeds = RandomInitializer(check_seed(OWNER, seed))
-    if not isinstance(orthogonal_first, bool):
-        raise ValueError(f"{OWNER}: argument `orthogonal_first` must be True or False; received {orthogonal_first!r}.")
+    orthogonal_first = check_bool(OWNER, "orthogonal_first", orthogonal_first)
     require_built(model, OWNER)
     x = _check_inputs(model, x)
     select = _selector(model, layers)

@@ -14,7 +14,7 @@ from kinit.graph import sublayers, trace
 from kinit.report import Report
 from kinit.residual import residual_norms
 from kinit.rules import KERNEL_WEIGHTS, AutoOptions, Choice, auto_choice, kernel_layout
-from kinit.validation import check_number, check_seed
+from kinit.validation import check_bool, check_number, check_seed
 
 OWNER = "initialize"
 
@@ -127,11 +127,7 @@ def initialize(
         relu_bias=check_number(OWNER, "relu_bias", relu_bias, minimum=0.0, strict=False),
         embedding_stddev=check_number(OWNER, "embedding_stddev", embedding_stddev, minimum=0.0),
     )
-    if not isinstance(zero_residual_gamma, bool):
-        raise ValueError(
-            f"{OWNER}: argument `zero_residual_gamma` must be True or False; "
-            f"received zero_residual_gamma={zero_residual_gamma!r}."
-        )
+    zero_residual_gamma = check_bool(OWNER, "zero_residual_gamma", zero_residual_gamma)
     override = _policy_lookup(policy)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
