@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import keras
 import numpy as np
@@ -235,6 +235,11 @@ def _selector(model, layers):
         return lambda node: isinstance(node.layer, SUPPORTED) and _is_float_kernel(node.layer)
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
+    if not isinstance(layers, Iterable):
+        raise ValueError(
+            f"{OWNER}: argument `layers` must be None, a layer, a layer name or path, or an iterable "
+            f"of them; received layers={layers!r}."
+        )
     wanted = list(layers)
     known = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
     for item in wanted:
