@@ -66,8 +66,9 @@ def initialize(
     slope in the gain), LeCun normal for SELU, Glorot uniform for tanh,
     sigmoid, softmax and linear layers, orthogonal recurrent kernels, LSTM
     forget-gate bias 1, N(0, σ²) embeddings, normalization γ = 1 and β = 0,
-    zero biases. The full table is in `kinit.rules`. Conv*Transpose and
-    depthwise kernels get their fans from their own kernel layouts.
+    zero biases. The full table is in `kinit.rules`. Conv*Transpose,
+    depthwise and EinsumDense kernels get their fans from their own kernel
+    layouts (an EinsumDense kernel's from its equation).
 
     Formula: per weight, the scheme's own (e.g. ``Var(W) = 2 / fan_in`` for
     a kernel followed by ReLU); the report states it.

@@ -28,7 +28,8 @@ anything else                          left unchanged
 DepthwiseConv* and the pointwise kernel of SeparableConv*; the nonlinearity
 is the one `kinit.nonlinearity.following_nonlinearity` finds. Fans are read
 in the layout of the layer's kernel (``"transposed"`` for Conv*Transpose,
-``"depthwise"`` for depthwise kernels), see `kinit.fans`.
+``"depthwise"`` for depthwise kernels, the layer's equation for EinsumDense,
+also inside MultiHeadAttention), see `kinit.fans`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class AutoOptions:
 
 def kernel_layout(layer, weight_name: str) -> str:
     """The `kinit.fans` layout of the weight `weight_name` of `layer`."""
+    if isinstance(layer, keras.layers.EinsumDense):
+        return layer.equation
     if isinstance(layer, TRANSPOSED):
         return "transposed"
     if isinstance(layer, DEPTHWISE) or (isinstance(layer, SEPARABLE) and weight_name == "depthwise_kernel"):
@@ -130,8 +133,10 @@ def variance_choice(kind: str, nonlinearity: Nonlinearity, layout: str, seed: in
     if nonlinearity.name == "unknown":
         label = f"unrecognized activation {label!r}"
     reason = f"{kind} → {label} ({nonlinearity.source}) → {scheme.split(':')[0]}"
-    if layout != "standard":
+    if layout in ("transposed", "depthwise"):
         reason += f"; fans read in the {layout} layout"
+    elif layout != "standard":
+        reason += f"; fans read from the equation {layout!r}"
     return Choice(initializer, scheme, reason)
 
 

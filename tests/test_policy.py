@@ -128,6 +128,23 @@ def test_transposed_and_depthwise_kernels_use_their_own_fans():
     assert_moments(value(model, "depthwise/kernel"), 2 / 9, NORMAL_KURTOSIS)
 
 
+def test_einsum_dense_kernels_get_their_fans_from_the_equation():
+    inputs = keras.Input((64,))
+    # A sequence of 8 steps of 32 features.
+    sequence = layers.EinsumDense("ab,bcd->acd", (8, 32), activation="relu", name="einsum")(inputs)
+    attended = layers.MultiHeadAttention(num_heads=4, key_dim=16, name="mha")(sequence, sequence)
+    model = keras.Model(inputs, attended)
+    fill(model)
+    rows = rows_by_weight(kinit.initialize(model, seed=4))
+    # Kernel (64, 8, 32): fan_in 64 (the standard reading: 64·8).
+    assert "'ab,bcd->acd'" in rows[("einsum", "kernel")].reason
+    assert_moments(value(model, "einsum/kernel"), 2 / 64, NORMAL_KURTOSIS)
+    # Query kernel (32, 4, 16) "abc,cde->abde": fans 32 and 64 (standard: 128 and 512).
+    assert_moments(value(model, "mha/query/kernel"), 2 / (32 + 64), UNIFORM_KURTOSIS)
+    # Output kernel (4, 16, 32) "abcd,cde->abe": fans 64 and 32 (standard: 64 and 128).
+    assert_moments(value(model, "mha/attention_output/kernel"), 2 / (64 + 32), UNIFORM_KURTOSIS)
+
+
 def test_next_layer_is_found_across_nesting_and_in_subclassed_models():
     inner = keras.Sequential([keras.Input((16,)), layers.Dense(16, name="inner_dense")], name="inner")
     inputs = keras.Input((16,))
