@@ -105,18 +105,45 @@ class RandomInitializer(KinitInitializer):
     def bounded_normal(self, shape, dtype, mean, stddev, minval, maxval):
         """Normal values truncated to the absolute interval [minval, maxval].
 
-        Inverse-CDF sampling: u ~ U(Φ(α), Φ(β)), x = mean + stddev·Φ⁻¹(u).
-        It is exact on every backend (Keras's torch backend keeps an
-        out-of-bounds value when four rejection tries fail) and, on
-        TensorFlow, faster than rejection sampling.
+        Inverse-CDF sampling, exact on every backend (Keras's torch backend
+        keeps an out-of-bounds value when four rejection tries fail) and, on
+        TensorFlow, faster than rejection sampling. With standardized bounds
+        α < 0 < β: u ~ U(Φ(α), Φ(β)), z = Φ⁻¹(u) by `erfinv`. An interval on
+        one side of the mean is sampled in the upper tail (mirrored if below)
+        from its tail probabilities, which keep their precision where Φ
+        rounds to 1 (see `upper_tail_normal`); nearer bounds up to
+        `MAX_TAIL_STDDEVS` are resolved in float32.
         """
         compute = compute_dtype(dtype)
-        low = normal_cdf((minval - mean) / stddev)
-        high = normal_cdf((maxval - mean) / stddev)
-        u = keras.random.uniform(shape, minval=low, maxval=high, dtype=compute, seed=self.next_seed())
-        x = mean + stddev * math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
-        # erfinv loses precision near ±1; the clip keeps the promise of the bounds.
-        return ops.cast(ops.clip(x, minval, maxval), dtype)
+        alpha, beta = (minval - mean) / stddev, (maxval - mean) / stddev
+        if alpha >= 0.0:
+            z = self.upper_tail_normal(shape, compute, alpha, beta)
+        elif beta <= 0.0:
+            z = -self.upper_tail_normal(shape, compute, -beta, -alpha)
+        else:
+            u = self.uniform(shape, compute, normal_cdf(alpha), normal_cdf(beta))
+            z = math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+        # The clip keeps the promise of the bounds against the last rounding.
+        return ops.cast(ops.clip(mean + stddev * z, minval, maxval), dtype)
+
+    def upper_tail_normal(self, shape, compute: str, alpha: float, beta: float):
+        """Standard normal values truncated to [alpha, beta], 0 <= alpha < beta.
+
+        With Q(z) = P(Z > z) = erfc(z/√2)/2: u = Q(α) − r·(Q(α) − Q(β)),
+        r ~ U[0, 1), is uniform on (Q(β), Q(α)] and never below Q(α)·2⁻²⁴,
+        and z = Q⁻¹(u) solves log Q(z) = log u by Newton's method, started
+        at √(−2 log 2u) (never left of the root, as Q(z) <= exp(−z²/2)/2)
+        and clipped to [α, β]. log Q is concave, so the steps approach the
+        root from the right; five reach full float64 precision.
+        """
+        q_alpha, q_beta = upper_tail(alpha), upper_tail(beta)
+        u = q_alpha - self.uniform(shape, compute) * (q_alpha - q_beta)
+        z = ops.clip(ops.sqrt(ops.maximum(-2.0 * ops.log(2.0 * u), 0.0)), alpha, beta)
+        for _ in range(5):
+            q = 0.5 * ops.erfc(z / math.sqrt(2.0))
+            density = ops.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+            z = ops.clip(z + (ops.log(q) - ops.log(u)) * q / density, alpha, beta)
+        return z
 
 
 def standardize_shape(shape, owner: str = "initializer") -> Tuple[int, ...]:
@@ -141,6 +168,17 @@ def compute_dtype(dtype: str) -> str:
 
 def normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def upper_tail(z: float) -> float:
+    """Q(z) = P(Z > z) for a standard normal Z, accurate far into the tail."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+#: Truncation intervals on one side of the mean must start within this many
+#: standard deviations of it: u >= Q(11)·2⁻²⁴ ≈ 1e-35 stays a normal float32,
+#: so every quantity of `RandomInitializer.upper_tail_normal` is finite.
+MAX_TAIL_STDDEVS = 11.0
 
 
 def register(cls):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from kinit.base import RandomInitializer, normal_cdf, register
+from kinit.base import MAX_TAIL_STDDEVS, RandomInitializer, normal_cdf, register
 from kinit.validation import check_number
 
 
@@ -135,8 +135,11 @@ class TruncatedNormal(RandomInitializer):
         stddev: the standard deviation of the untruncated normal, > 0.
         minval: absolute lower bound, or None for ``mean - 2·stddev``.
         maxval: absolute upper bound, or None for ``mean + 2·stddev``.
-            Give both bounds or neither; the interval must hold some
-            probability mass.
+            Give both bounds or neither. An interval on one side of the mean
+            is sampled from its tail probabilities, so far-tail intervals
+            such as ``[mean + 6·stddev, mean + 7·stddev]`` keep their
+            distribution; its nearer bound must lie within 11 stddev of the
+            mean.
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -164,15 +167,14 @@ class TruncatedNormal(RandomInitializer):
             )
         if self.minval is not None:
             check_number(owner, "maxval", self.maxval, minimum=self.minval)
-            mass = normal_cdf((self.maxval - self.mean) / self.stddev) - normal_cdf(
-                (self.minval - self.mean) / self.stddev
-            )
-            if not mass > 0.0:
+            alpha, beta = (self.minval - self.mean) / self.stddev, (self.maxval - self.mean) / self.stddev
+            nearer = max(alpha, -beta, 0.0)  # 0 when the interval holds the mean
+            if nearer > MAX_TAIL_STDDEVS:
                 raise ValueError(
-                    f"{owner}: arguments `minval` and `maxval` must enclose some "
-                    f"probability mass of N({self.mean}, {self.stddev}²); received "
-                    f"minval={minval!r}, maxval={maxval!r}. Bring the bounds within "
-                    "a few stddev of the mean."
+                    f"{owner}: arguments `minval` and `maxval` must not both lie more than "
+                    f"{MAX_TAIL_STDDEVS:g} stddev from the mean (the tail probability there "
+                    f"underflows float32); received minval={minval!r}, maxval={maxval!r}, "
+                    f"{nearer:.3g} stddev from mean={self.mean!r}."
                 )
         super().__init__(seed)
 

@@ -119,6 +119,44 @@ def test_truncated_normal_absolute_bounds(low, high):
     assert abs(values.var() - expected_var) < var_tol(expected_var, kurtosis)
 
 
+def tail_moments(alpha: float, beta: float):
+    """`truncated_moments` for an interval in the upper tail, from log-scaled
+    densities: the recurrence's differences of tiny numbers lose every digit
+    far out (at [6, 7] the mass is 1e-9)."""
+    # Scale φ and the mass by exp(alpha²/2) so that they stay of order 1.
+    phi = lambda z: math.exp((alpha * alpha - z * z) / 2) / math.sqrt(2 * math.pi)
+    mass = (math.erfc(alpha / math.sqrt(2)) - math.erfc(beta / math.sqrt(2))) / 2 * math.exp(alpha * alpha / 2)
+    raw = [1.0, (phi(alpha) - phi(beta)) / mass]
+    for k in range(2, 5):
+        raw.append((k - 1) * raw[k - 2] + (alpha ** (k - 1) * phi(alpha) - beta ** (k - 1) * phi(beta)) / mass)
+    mean = raw[1]
+    var = raw[2] - mean**2
+    m4 = raw[4] - 4 * mean * raw[3] + 6 * mean**2 * raw[2] - 3 * mean**4
+    return mean, var, m4 / var**2
+
+
+@pytest.mark.parametrize("low,high", [(4.0, 5.0), (6.0, 7.0), (-10.5, -9.5)])
+def test_truncated_normal_far_tail_intervals_keep_their_moments(low, high):
+    # Inverse-CDF sampling near Φ = 1 in float32 collapsed these onto a few values.
+    mean, stddev = 1.0, 2.0
+    values = as_numpy(
+        kinit.TruncatedNormal(mean, stddev, mean + stddev * low, mean + stddev * high, seed=4)(SHAPE)
+    ).ravel()
+    z = (values - mean) / stddev
+    flip = -1.0 if high <= 0 else 1.0
+    expected_mean, expected_var, kurtosis = tail_moments(*sorted((flip * low, flip * high)))
+    mean_tol, var_tol = standard_errors(z.size, k=5.0)
+    assert z.min() >= low - 1e-5 and z.max() <= high + 1e-5
+    assert abs(flip * z.mean() - expected_mean) < mean_tol(expected_var) + 1e-6 * abs(expected_mean)
+    assert abs(z.var() - expected_var) < var_tol(expected_var, kurtosis)
+    assert len(np.unique(values)) > 0.1 * values.size  # float32 rounding merges some, not most
+
+
+def test_truncated_normal_beyond_the_resolvable_tail_is_refused():
+    with pytest.raises(ValueError, match=r"`minval` and `maxval`.*minval=13.*maxval=14"):
+        kinit.TruncatedNormal(0.0, 1.0, 13.0, 14.0)
+
+
 def test_uniform_bounds_are_attained_closely():
     # Not just inside the bounds: the draw fills them (catches a halved limit).
     values = as_numpy(kinit.HeUniform(seed=0)(SHAPE)).ravel()
