@@ -184,7 +184,7 @@ class TruncatedNormal(RandomInitializer):
         return self.bounded_normal(shape, dtype, self.mean, self.stddev, self.minval, self.maxval)
 
 
-#: Variance of a standard normal truncated at ±2, used by the variance schemes.
+#: Standard deviation of a standard normal truncated at ±2 (0.8796), used by the variance schemes.
 TRUNCATED_2SIGMA_STD = math.sqrt(
     1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / (2.0 * normal_cdf(2.0) - 1.0)
 )

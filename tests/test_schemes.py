@@ -46,6 +46,12 @@ def truncated_moments(alpha: float, beta: float):
 
 TRUNC_MEAN, TRUNC_VAR, TRUNC_KURTOSIS = truncated_moments(-2.0, 2.0)
 
+
+def test_truncated_2sigma_constant_is_the_standard_deviation():
+    from kinit.random import TRUNCATED_2SIGMA_STD
+
+    assert TRUNCATED_2SIGMA_STD == pytest.approx(math.sqrt(TRUNC_VAR), rel=1e-12)
+
 # (initializer, expected mean, expected variance, kurtosis, (low, high) bounds or None)
 CASES = {
     "RandomUniform": (kinit.RandomUniform(-0.3, 0.5, seed=1), 0.1, 0.8**2 / 12, UNIFORM_KURTOSIS, (-0.3, 0.5)),
