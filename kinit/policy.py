@@ -118,6 +118,12 @@ def initialize(
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
         reason) that prints as a table.
 
+    Raises:
+        ValueError: for a bad argument, an unbuilt model, or a scheme that
+            cannot fill one of the weights (e.g. ``"identity"`` on a
+            convolution kernel). Every new value is computed before the first
+            is assigned, so the model is then left unchanged.
+
     Reference:
         He et al. 2015; Glorot & Bengio 2010; Klambauer et al. 2017; Saxe et
         al. 2014 (orthogonal); Jozefowicz et al. 2015 (forget-gate bias);
@@ -135,6 +141,7 @@ def initialize(
     seeds = RandomInitializer(seed)
     report = InitReport()
     done = set()
+    new_values = []
     with trace(model) as traced:
         nodes = list(traced.layers())
     if zero_residual_gamma:
@@ -146,10 +153,14 @@ def initialize(
             done.add(id(weight))
             choice = _choose(node, weight, override, seeds.next_seed(), options)
             if choice.initializer is not None:
-                weight.assign(choice.initializer(tuple(weight.shape), dtype=weight.dtype))
+                new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype)))
             report.append(
                 InitRow(node.path, weight.name, tuple(weight.shape), choice.scheme, choice.reason, choice.initializer)
             )
+    # Every value is computed before the first assignment: a scheme that
+    # cannot fill a later weight raises with the model unchanged.
+    for weight, value in new_values:
+        weight.assign(value)
     return report
 
 

@@ -259,6 +259,17 @@ def test_bad_arguments_and_unbuilt_models_fail_clearly():
         kinit.initialize(model, seed="x")
 
 
+def test_a_scheme_that_cannot_fill_a_later_weight_leaves_the_model_unchanged():
+    inputs = keras.Input((8,))
+    h = layers.Reshape((8, 1))(layers.Dense(8, name="dense")(inputs))
+    model = keras.Model(inputs, layers.Conv1D(4, 3, name="conv")(h))
+    fill(model)
+    with pytest.raises(ValueError, match=r"Identity: cannot fill a kernel of shape \(3, 1, 4\)"):
+        kinit.initialize(model, "identity")
+    for weight in model.weights:
+        np.testing.assert_array_equal(weight.numpy(), 3.0, err_msg=weight.path)
+
+
 def test_an_initialized_model_still_trains():
     model = mixed_model()
     kinit.initialize(model, seed=3, relu_bias=0.01)
