@@ -144,6 +144,14 @@ def sublayers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def own_weights(layer) -> list:
+    """The weights that `layer` creates itself (not those of its sublayers)."""
+    if not isinstance(layer, keras.layers.Layer):
+        return []
+    inner = {id(w) for sub in sublayers(layer) for w in sub.weights}
+    return [w for w in layer.weights if id(w) not in inner]
+
+
 class _Builder:
     def __init__(self, call: CallHook):
         self.call = call

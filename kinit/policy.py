@@ -10,7 +10,7 @@ from typing import Callable, Optional, Tuple
 import keras
 
 from kinit.base import KinitInitializer, RandomInitializer
-from kinit.graph import sublayers, trace
+from kinit.graph import own_weights, trace
 from kinit.report import Report
 from kinit.residual import residual_norms
 from kinit.rules import KERNEL_WEIGHTS, AutoOptions, Choice, auto_choice, kernel_layout
@@ -162,14 +162,6 @@ def initialize(
     for weight, value in new_values:
         weight.assign(value)
     return report
-
-
-def own_weights(layer) -> list:
-    """The weights that `layer` creates itself (not those of its sublayers)."""
-    if not isinstance(layer, keras.layers.Layer):
-        return []
-    inner = {id(w) for sub in sublayers(layer) for w in sub.weights}
-    return [w for w in layer.weights if id(w) not in inner]
 
 
 def _choose(node, weight, override, seed: int, options: AutoOptions) -> Choice:

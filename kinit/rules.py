@@ -43,6 +43,7 @@ import numpy as np
 
 from kinit.constant import Constant, Ones, Zeros
 from kinit.gains import calculate_gain
+from kinit.graph import own_weights
 from kinit.nonlinearity import Nonlinearity, following_nonlinearity
 from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
@@ -168,7 +169,8 @@ def _normalization_choice(node, name: str, options: AutoOptions) -> Choice:
 
 
 def _is_recurrent_cell(layer) -> bool:
-    return any(weight.name == "recurrent_kernel" for weight in layer.weights)
+    # Its own weights: a layer that only holds an RNN (or wraps one) is no cell.
+    return any(weight.name == "recurrent_kernel" for weight in own_weights(layer))
 
 
 def _recurrent_choice(layer, weight, seed: int) -> Choice:

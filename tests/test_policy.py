@@ -170,6 +170,30 @@ def test_next_layer_is_found_across_nesting_and_in_subclassed_models():
     assert rows[(block.out.name, "kernel")].scheme.startswith("Glorot uniform")
 
 
+class SkipLSTM(layers.Layer):
+    """A custom layer with a kernel of its own next to an LSTM sublayer."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rnn = layers.LSTM(64)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
+
+    def call(self, x):
+        return keras.ops.matmul(x[:, -1], self.kernel) + self.rnn(x)
+
+
+def test_a_layer_holding_a_recurrent_layer_is_not_a_recurrent_cell():
+    inputs = keras.Input((5, 128))
+    model = keras.Model(inputs, layers.ReLU()(SkipLSTM(name="skip")(inputs)))
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    # Its own kernel follows the rules for kernels (He before a ReLU), not an RNN cell's.
+    assert rows[("skip", "kernel")].scheme.startswith("He normal"), rows[("skip", "kernel")]
+    assert_moments(value(model, "skip/kernel"), 2 / 128, NORMAL_KURTOSIS)
+    assert rows[("skip/lstm/lstm_cell", "recurrent_kernel")].scheme.startswith("orthogonal")
+
+
 def residual_model():
     inputs = keras.Input((8, 8, 4))
     x = layers.Conv2D(8, 3, padding="same")(inputs)
