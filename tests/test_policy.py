@@ -194,6 +194,32 @@ def test_a_layer_holding_a_recurrent_layer_is_not_a_recurrent_cell():
     assert rows[("skip/lstm/lstm_cell", "recurrent_kernel")].scheme.startswith("orthogonal")
 
 
+class Projected(keras.Model):
+    """A subclassed model with weights of its own besides a sublayer's."""
+
+    def __init__(self):
+        super().__init__(name="projected")
+        self.head = layers.Dense(4, name="head")
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
+        self.bias = self.add_weight(shape=(64,), name="bias")
+
+    def call(self, x):
+        return self.head(keras.ops.matmul(x, self.kernel) + self.bias)
+
+
+def test_the_weights_a_subclassed_model_creates_itself_are_initialized():
+    model = Projected()
+    model(np.zeros((1, 32), "float32"))
+    fill(model)
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    assert len(rows) == len(model.weights) == 4
+    assert rows[("projected", "kernel")].scheme.startswith("Glorot uniform")
+    assert_moments(model.kernel.numpy(), 2 / (32 + 64), UNIFORM_KURTOSIS)
+    np.testing.assert_array_equal(model.bias.numpy(), 0.0)
+
+
 def residual_model():
     inputs = keras.Input((8, 8, 4))
     x = layers.Conv2D(8, 3, padding="same")(inputs)
