@@ -88,6 +88,8 @@ class RandomInitializer(KinitInitializer):
 
     # Draws compute in float32 (float64 when asked) and cast, so float16 and
     # bfloat16 get correctly rounded values instead of low-precision sampling.
+    # Rounding is monotone, so a uniform draw stays within the bounds rounded
+    # to the dtype, which it may reach (the README's "Backends and dtypes").
     def normal(self, shape, dtype, mean=0.0, stddev=1.0):
         compute = compute_dtype(dtype)
         x = keras.random.normal(shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed())

@@ -13,6 +13,12 @@ from kinit.validation import check_number
 class RandomUniform(RandomInitializer):
     """Draws from a uniform distribution on ``[minval, maxval)``.
 
+    In float16 and bfloat16 the values are float32 draws rounded to the
+    dtype, so they lie in the *closed* interval between the bounds rounded
+    to the dtype: draws within half a unit of the last place below `maxval`
+    round up to it (``RandomUniform(0, 1)`` in bfloat16 gives 1.0 about
+    once in 512 values).
+
     Formula: ``W ~ U(minval, maxval)``; mean ``(minval + maxval) / 2``,
     variance ``(maxval - minval)² / 12``.
 
@@ -31,7 +37,8 @@ class RandomUniform(RandomInitializer):
 
     Args:
         minval: lower bound (inclusive).
-        maxval: upper bound (exclusive); must exceed `minval`.
+        maxval: upper bound (exclusive in float32 and float64; reachable
+            after rounding to float16 or bfloat16); must exceed `minval`.
         seed: None or an int; see "Seeds" in the README (successive calls of
             one instance differ, unlike Keras's built-ins).
 

@@ -195,6 +195,22 @@ def test_requested_dtype_is_returned(initializer, dtype):
     assert tuple(values.shape) == (16, 8)
 
 
+@pytest.mark.parametrize("dtype,mantissa_bits", [("float16", 11), ("bfloat16", 8)])
+def test_low_precision_uniform_values_are_rounded_float32_draws(dtype, mantissa_bits):
+    # Documented: the closed interval between the bounds rounded to the
+    # dtype. Draws within half an ulp (2^-mantissa_bits / 2) below 1 round to 1.
+    n = 200_000
+    values = as_numpy(kinit.RandomUniform(0.0, 1.0, seed=0)((n,), dtype=dtype))
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    p = 2.0 ** -(mantissa_bits + 1)
+    assert abs((values == 1.0).sum() - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    # The uniform schemes' ±limit is rounded too, and may lie just beyond the exact one.
+    limit = math.sqrt(6 / 300)
+    rounded = float(as_numpy(keras.ops.cast(keras.ops.convert_to_tensor([limit]), dtype))[0])
+    he = as_numpy(kinit.HeUniform(seed=1)((300, 200), dtype=dtype))
+    assert np.abs(he).max() <= rounded
+
+
 def test_default_dtype_is_floatx():
     assert keras.backend.standardize_dtype(kinit.HeNormal()((3, 3)).dtype) == keras.config.floatx()
 
