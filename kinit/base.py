@@ -70,7 +70,16 @@ class KinitInitializer(keras.initializers.Initializer):
 
 
 class RandomInitializer(KinitInitializer):
-    """Base of the random schemes: per-call seeds and the shared draws."""
+    """Base of the random schemes: per-call seeds and the shared draws.
+
+    The call counter lives in the instance, and an initializer cannot know
+    which layer calls it. A layer's config stores its initializer's config,
+    so `keras.models.clone_model` and `from_config` give every layer its own
+    copy of a shared seeded instance, each starting again at call 0: the
+    clone's same-shaped layers then get identical weights. Give each layer
+    its own seed, use ``seed=None``, or call ``kinit.initialize(model,
+    seed=...)`` on the clone.
+    """
 
     def __init__(self, seed: Optional[int] = None):
         self.seed = check_seed(type(self).__name__, seed)
