@@ -35,6 +35,9 @@ from kinit.validation import MAX_SEED, check_seed
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+#: The package prefix of every registered name (``kinit>HeNormal``).
+PACKAGE = "kinit"
+
 
 class KinitInitializer(keras.initializers.Initializer):
     """Base of all kinit initializers: call checks and automatic config.
@@ -203,7 +206,17 @@ def register(cls):
     loading without ``import kinit`` always fails, naming ``kinit>…``.
     """
     name = cls.__name__
-    keras.saving.register_keras_serializable(package="kinit", name=name)(cls)
-    cls.__name__ = f"kinit.{name}"
+    keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
+    cls.__name__ = f"{PACKAGE}.{name}"
+    return cls
+
+
+def register_alias(alias: str, cls):
+    """Make ``kinit>{alias}`` resolve to the registered class `cls`; return `cls`.
+
+    Only a lookup name is added (to Keras's custom objects): registering
+    `cls` a second time would change the name it is saved under.
+    """
+    keras.saving.get_custom_objects()[f"{PACKAGE}>{alias}"] = cls
     return cls
 

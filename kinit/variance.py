@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from kinit.base import RandomInitializer, register
+from kinit.base import RandomInitializer, register, register_alias
 from kinit.fans import FAN_MODES, check_kernel_layout, fan_for_mode
 from kinit.gains import calculate_gain
 from kinit.random import TRUNCATED_2SIGMA_STD
@@ -391,8 +391,9 @@ class FanInNormal(FanInScaling):
     """
 
 
-# The names torch and the papers' second authors use.
-XavierNormal = GlorotNormal
-XavierUniform = GlorotUniform
-KaimingNormal = HeNormal
-KaimingUniform = HeUniform
+# The names torch and the papers' second authors use; ``"kinit>XavierNormal"``
+# and the others resolve too, while the classes save under their own names.
+XavierNormal = register_alias("XavierNormal", GlorotNormal)
+XavierUniform = register_alias("XavierUniform", GlorotUniform)
+KaimingNormal = register_alias("KaimingNormal", HeNormal)
+KaimingUniform = register_alias("KaimingUniform", HeUniform)
