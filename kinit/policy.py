@@ -92,7 +92,8 @@ def initialize(
             a subclassed model (its layers are walked in assignment order).
         policy: ``"auto"``; or one scheme for every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
-            (``"glorot_uniform"`` — kinit's class of that name, else Keras's),
+            (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
+            ZerO is ``"zero_init"``, see `POLICY_NAMES`),
             an initializer class or an instance (used as a template: its
             configuration is kept, its seed replaced per weight); or a dict
             from keys to such schemes. A key is a layer class, or a string
@@ -236,8 +237,8 @@ def _spec(value, allow_none: bool):
             return keras.initializers.get(value)
         except ValueError:
             raise ValueError(
-                f"{OWNER}: unknown initializer name {value!r}; use \"auto\", a kinit name such as "
-                f"{', '.join(repr(n) for n in sorted(kinit_classes())[:6])}, …, or a Keras name."
+                f"{OWNER}: unknown initializer name {value!r}; use \"auto\", a kinit name "
+                f"({', '.join(repr(n) for n in sorted(kinit_classes()))}) or a Keras name."
             ) from None
     if isinstance(value, type) and issubclass(value, keras.initializers.Initializer):
         return value
@@ -263,14 +264,22 @@ def _instantiate(spec, layout: str, seed: int):
     return cls.from_config(config) if config else cls()
 
 
+#: Policy names where the snake_case of the class name misleads: ZerO would be
+#: "zer_o", and "zero" is Keras's alias of "zeros"; "zero_init" follows the
+#: authors' ``ZerO_Init``.
+POLICY_NAMES = {"ZerO": "zero_init"}
+
+
 def kinit_classes() -> dict:
-    """kinit's initializer classes by snake_case name (``"he_normal"`` → HeNormal)."""
+    """kinit's initializer classes by policy name: the class name in snake_case
+    (``"he_normal"`` → HeNormal), or its entry in `POLICY_NAMES`."""
     import kinit  # the package imports this module; look its names up at call time
 
     classes = {}
     for name, obj in vars(kinit).items():
         if isinstance(obj, type) and issubclass(obj, KinitInitializer) and obj not in (KinitInitializer, RandomInitializer):
-            classes[re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()] = obj
+            policy_name = POLICY_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+            classes[policy_name] = obj
     return classes
 
 

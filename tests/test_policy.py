@@ -278,6 +278,16 @@ def test_a_policy_can_be_one_scheme_or_a_map_with_auto_as_fallback():
 
     with pytest.raises(ValueError, match="unknown initializer name 'no_such_scheme'"):
         kinit.initialize(model, "no_such_scheme")
+
+
+def test_policy_names_are_explicit_where_snake_case_misleads():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide")])
+    report = kinit.initialize(model, "zero_init")
+    assert isinstance(report[0].initializer, kinit.ZerO)
+    # The automatic snake_case of "ZerO" is no name; the error lists every valid one.
+    with pytest.raises(ValueError, match=r"unknown initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
+        kinit.initialize(model, "zer_o")
+    assert all(repr(name) in str(error.value) for name in ("he_normal", "xavier_uniform", "delta_orthogonal"))
     with pytest.raises(ValueError, match="keys of a `policy` dict"):
         kinit.initialize(model, {3: "he_normal"})
 
