@@ -145,6 +145,25 @@ def test_einsum_dense_kernels_get_their_fans_from_the_equation():
     assert_moments(value(model, "mha/attention_output/kernel"), 2 / (64 + 32), UNIFORM_KURTOSIS)
 
 
+def test_pooling_padding_cropping_and_reshaping_do_not_hide_the_nonlinearity():
+    inputs = keras.Input((8, 8, 3))
+    h = layers.Conv2D(4, 3, padding="same", name="pooled")(inputs)
+    h = layers.ReLU(name="relu")(layers.MaxPooling2D(name="pool")(h))
+    h = layers.Conv2D(4, 3, padding="same", name="reshaped")(h)
+    h = layers.Cropping2D(1, name="crop")(layers.ZeroPadding2D(1, name="pad")(h))
+    h = layers.Reshape((16, 4), name="reshape")(h)
+    h = layers.Activation("selu", name="selu")(h)
+    h = layers.Conv1D(4, 3, name="global")(h)
+    h = layers.GlobalAveragePooling1D(name="gap")(h)
+    model = keras.Model(inputs, layers.LeakyReLU(0.2, name="leaky")(h))
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    assert rows[("pooled", "kernel")].scheme.startswith("He normal, gain √2")
+    assert "'pool' then 'relu'" in rows[("pooled", "kernel")].reason
+    assert rows[("reshaped", "kernel")].scheme.startswith("LeCun normal")
+    assert "'pad' then 'crop' then 'reshape' then 'selu'" in rows[("reshaped", "kernel")].reason
+    assert "LeakyReLU(0.2)" in rows[("global", "kernel")].reason
+
+
 def test_next_layer_is_found_across_nesting_and_in_subclassed_models():
     inner = keras.Sequential([keras.Input((16,)), layers.Dense(16, name="inner_dense")], name="inner")
     inputs = keras.Input((16,))
