@@ -347,7 +347,7 @@ def _check_built_shape(model, x) -> None:
             f"received x of shape {described}."
         ) from None
     for shape, array in zip(tree.flatten(shapes), tree.flatten(x)):
-        if not _fits(array.shape, (None,) + shape.dims[1:]) or array.ndim != len(shape.dims):
+        if not _fits(array.shape, (None,) * min(1, len(shape.dims)) + shape.dims[1:]):
             raise ValueError(
                 f"{OWNER}: model {model.name!r} was built for inputs of shape {built} "
                 f"(any batch size); received x of shape {described}."
