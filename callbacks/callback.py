@@ -12,15 +12,12 @@ import numpy as np
 
 from callbacks.findings import Finding, Thresholds, find_problems
 from callbacks.layers import LayerEntry, discover
-from callbacks.probe import ensure_built, observe, split_probe
+from callbacks.probe import check_probe, ensure_built, observe, split_probe
 from callbacks.rows import make_row
 from callbacks.writer import SummaryWriter, histogram_value, scalar_value, text_value
 from kinit.validation import check_int
 
 logger = logging.getLogger("callbacks")
-
-#: Largest probe batch accepted: the probe's cost must stay bounded.
-MAX_PROBE_EXAMPLES = 4096
 
 #: Row statistics written as scalars, per kind (tag ``<kind>_<stat>/<layer>/<name>``).
 SCALARS = {
@@ -35,8 +32,9 @@ class InitDiagnostics(keras.callbacks.Callback):
     """Logs weight, activation and gradient histograms and health to TensorBoard.
 
     At step 0, before the first batch is trained (the initialization itself),
-    and then after every `freq`-th epoch (step = number of epochs done), for
-    every selected layer it writes:
+    after every `freq`-th epoch and at the end of training if its last epoch
+    was not logged (step = number of epochs done), for every selected layer
+    it writes:
 
     * histograms ``weights/<layer>/<variable>`` of every variable,
     * histograms ``activations/<layer>/output`` of the layer's output on the
@@ -55,8 +53,9 @@ class InitDiagnostics(keras.callbacks.Callback):
     collide. Histograms are binned where the tensor lives and NaN/Inf are
     counted and left out. The probe runs in inference mode and never changes
     the model. The callback never ends a training run: a failure to compute
-    or write is a warning once and training goes on; an unwritable `log_dir`
-    is reported at `on_train_begin` (findings still go to the log).
+    or write is a warning once and training goes on (gradients that cannot
+    be computed leave the weights and activations logged); an unwritable
+    `log_dir` is reported at `on_train_begin` (findings still go to the log).
 
     Example:
 
@@ -66,8 +65,9 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     Args:
         log_dir: directory of the event files.
-        probe_data: a batch ``x`` or ``(x, y)`` of 2 to 4096 examples; ``y``
-            is needed for gradients (multi-input ``x``: a list or dict).
+        probe_data: a batch ``x`` or ``(x, y)`` of 2 to 4096 examples, ``y``
+            with as many as ``x``; ``y`` is needed for gradients (multi-input
+            ``x``: a list or dict). Checked here, not at the first log.
         freq: log every `freq` epochs.
         weights, activations, gradients: what to log.
         layer_filter: a regular expression; only layers whose path matches
@@ -103,7 +103,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         owner = type(self).__name__
         self.log_dir = os.fspath(log_dir)
         self.x, self.y = split_probe(probe_data)
-        _check_probe(owner, self.x)
+        check_probe(owner, self.x, self.y, argument="probe_data")
         self.freq = check_int(owner, "freq", freq, minimum=1)
         self.switches = {"weights": bool(weights), "activations": bool(activations),
                          "gradients": bool(gradients)}
@@ -121,6 +121,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._previous: Dict[str, np.ndarray] = {}
         self._findings: Optional[List[Finding]] = None
         self._last_step: Optional[int] = None
+        self._epochs_done: Optional[int] = None
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -139,10 +140,15 @@ class InitDiagnostics(keras.callbacks.Callback):
             self.log(0)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = epoch + 1
         if (epoch + 1) % self.freq == 0:
             self.log(epoch + 1)
 
     def on_train_end(self, logs=None):
+        # Training that stops between logs (EarlyStopping, epochs not a
+        # multiple of freq) still logs the weights it ends with.
+        if self._epochs_done is not None and self._last_step != self._epochs_done:
+            self.log(self._epochs_done)
         if self._writer is not None:
             self._guard("the event file", self._writer.close)
             self._writer = None
@@ -234,15 +240,6 @@ def _markdown(findings: List[Finding], step: int) -> str:
     if not findings:
         return f"No problems found at step {step}."
     return "\n".join(f"* {finding}" for finding in findings)
-
-
-def _check_probe(owner: str, x) -> None:
-    sizes = sorted({int(np.shape(leaf)[0]) for leaf in keras.tree.flatten(x) if np.ndim(leaf) > 0})
-    if len(sizes) != 1 or not 2 <= sizes[0] <= MAX_PROBE_EXAMPLES:
-        raise ValueError(
-            f"{owner}: argument `probe_data` must be a batch x or (x, y) of 2 to "
-            f"{MAX_PROBE_EXAMPLES} examples (a slice such as x[:256]); received inputs with "
-            f"batch sizes {sizes or 'none'}.")
 
 
 def _check_pattern(owner: str, pattern: Optional[str]) -> Optional[str]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from callbacks.findings import Thresholds, find_problems
 from callbacks.layers import discover
-from callbacks.probe import ensure_built, observe
+from callbacks.probe import check_probe, ensure_built, observe
 from callbacks.rows import make_row
 
 #: Columns of the printed table: (row key, heading, format).
@@ -90,8 +90,8 @@ def diagnose(
 
     Args:
         model: a Keras model (built or not).
-        x: a batch of inputs, at least 2 examples.
-        y: matching targets, for gradients.
+        x: a batch of 2 to 4096 inputs (multi-input: a list or dict).
+        y: targets for the same examples, for gradients.
         loss: a loss for the gradients instead of the compiled one.
         layer_filter: a regular expression; only layers whose path matches.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
@@ -104,6 +104,7 @@ def diagnose(
     thresholds = Thresholds.checked(
         "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
         dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
+    check_probe("diagnose", x, y)
     ensure_built(model, x)
     entries = discover(model, layer_filter)
     observations, notes = observe(model, entries, x, y, loss=loss)

@@ -5,19 +5,35 @@ The rules, with their default thresholds (all are arguments of
 
 * **vanishing / exploding signal** — the across-example variation of a
   layer's output (``signal``) falls below ``1 / vanishing_factor`` (100) or
-  rises above ``exploding_factor`` (100) times that of the first layer.
+  rises above ``exploding_factor`` (100) times that of the reference: the
+  first floating-point layer output, in the order the layers ran. Integer
+  outputs (token ids, lookups, bins) are indices, not a signal: they are
+  neither the reference nor compared (``IntegerLookup`` → ``Embedding``:
+  the embedding is the reference).
   Softmax outputs are left out: probabilities near ``1 / classes`` vary little
   across examples whatever the scale of the layers below.
 * **vanishing / exploding gradients** — the gradient RMS of the first layer
   with gradients, divided by that of the last, is below ``1 / vanishing_factor``
-  or above ``exploding_factor``.
+  or above ``exploding_factor``. First and last in the order the layers ran
+  on the probe batch (whatever order a subclassed model assigned them in);
+  variables of layers that did not run through ``layer(...)`` come last.
 * **dead units** — in a ReLU / ReLU6 layer, at least ``dead_fraction`` (0.5)
   of the units output zero for every probe example.
 * **saturation** — in a sigmoid / hard-sigmoid / tanh layer, at least
   ``saturated_fraction`` (0.5) of the outputs are saturated.
 * **symmetric units** — every unit of a layer has the same kernel column and
-  the same bias (zero or constant initialization): they compute the same
-  function and receive the same gradient forever. No threshold: exact.
+  the same bias (zero or constant initialization), and nothing downstream
+  tells them apart: the layers reading them hold equal weights for each
+  (equal kernel rows of the next layer, looked up through activation,
+  dropout, noise, pooling and normalization layers whose per-unit weights
+  are equal; see `callbacks.downstream`). Then swapping two units changes
+  nothing, so they compute the same output and receive the same gradient
+  for ever (dropout during training can still break the tie). A layer whose
+  output is a model output is never reported — the loss gives each unit its
+  own gradient, so a zero-initialized classifier head parts at the first
+  step — and neither is one read by other layers (``Flatten``, merges) or
+  in a subclassed model, whose wiring is not known. No threshold: every
+  report is certain.
 * **non-finite values** — any NaN or Inf in a weight, activation or gradient.
 """
 
@@ -104,15 +120,17 @@ def _non_finite(rows) -> List[Finding]:
 def _symmetric(rows) -> List[Finding]:
     found = []
     for row in rows:
-        if row["kind"] != "weight" or not row.get("identical_units"):
+        if row["kind"] != "weight" or not (row.get("identical_units") and row.get("identical_outgoing")):
             continue
-        bias = [r for r in rows if r["kind"] == "weight" and r["layer"] == row["layer"] and r["name"] == "bias"]
+        bias_name = row["name"][: -len("kernel")] + "bias"  # query/kernel -> query/bias
+        bias = [r for r in rows if r["kind"] == "weight" and r["layer"] == row["layer"] and r["name"] == bias_name]
         if all(b["std"] == 0 for b in bias):
             found.append(Finding(
                 "symmetric", row["layer"],
                 f"symmetric units in '{row['layer']}': every unit has the same weights "
-                f"({row['name']}{' and bias' if bias else ''}), so all units compute the same "
-                "output and get the same gradient; initialize the kernel randomly"))
+                f"({row['name']}{' and bias' if bias else ''}) and the layers after it read "
+                "them alike, so all units compute the same output and get the same gradient "
+                "for ever; initialize the kernel randomly"))
     return found
 
 
@@ -145,8 +163,10 @@ NORMALIZING_ACTIVATIONS = frozenset({"softmax", "log_softmax"})
 
 
 def _signal(rows, thresholds) -> List[Finding]:
+    # Integer outputs (token ids, lookups, bins) are indices, not a signal.
     layers = [row for row in _activations(rows)
-              if row["signal"] is not None and row["activation"] not in NORMALIZING_ACTIVATIONS]
+              if row["signal"] is not None and row["activation"] not in NORMALIZING_ACTIVATIONS
+              and "float" in row["dtype"]]
     if len(layers) < 2 or layers[0]["signal"] == 0:
         return []
     first = layers[0]

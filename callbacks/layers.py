@@ -2,16 +2,20 @@
 
 `discover` walks a model the way Keras lists it (`model.layers`, recursing
 into nested models) and names each leaf layer by its path, e.g.
-``encoder/block_1/dense``; the same name twice under one parent gets a
-``_2`` suffix, so tags never collide. It works for Sequential, Functional,
-nested and subclassed models alike.
+``encoder/block_1/dense``; the same name again under one parent gets the
+first suffix ``_2``, ``_3``, … that no sibling is named, so tags never
+collide (``proj, proj, proj_2`` become ``proj, proj_3, proj_2``; variable
+names likewise). It works for Sequential, Functional, nested and
+subclassed models alike.
 
 `capture_outputs` records what each layer returns while the model runs on
 the probe batch. Keras has no forward hooks, so it wraps each layer's
 ``call`` for the duration of one forward pass (an instance attribute, removed
 afterwards); this sees every layer that runs through ``layer(...)``, whatever
-kind of model calls it. A layer called twice (a shared layer) yields two
-outputs, which `probe` names ``output`` and ``output_1``.
+kind of model calls it. `probe` names a call's tensor ``output`` (first
+call), ``output_1`` (second call of a shared layer), …; a call that returns
+several tensors (an LSTM with ``return_state``) gives ``output/0``,
+``output/1``, … (second call: ``output_1/0``, …).
 """
 
 from __future__ import annotations
@@ -20,21 +24,23 @@ import contextlib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import keras
-from keras.src.models.functional import Functional  # no public alias
 
-TRANSPOSED_CONVOLUTIONS = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
+from callbacks.downstream import TRANSPOSED_CONVOLUTIONS, Check, outgoing_checks
+from kinit.graph import graph_of
+from kinit.nonlinearity import activation_nonlinearity, layer_nonlinearity
 
 
 @dataclass
 class LayerEntry:
-    """A leaf layer (or a model's own variables) under its unique path."""
+    """A leaf layer (or a model's own variables) under its unique path.
+
+    `outgoing` lists the weights (with an axis) that must be equal across the
+    layer's units for nothing downstream to tell them apart (see
+    `callbacks.downstream`); None when something does or it is not known.
+    """
 
     path: str
     layer: keras.layers.Layer
@@ -42,6 +48,7 @@ class LayerEntry:
     activation: Optional[str] = None
     units_axis: int = -1
     captures_outputs: bool = True
+    outgoing: Optional[List[Check]] = None
 
 
 def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[LayerEntry]:
@@ -53,9 +60,10 @@ def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[Lay
     """
     pattern = re.compile(layer_filter) if layer_filter is not None else None
     seen_variables: set = set()
+    outgoing = outgoing_checks(model)
     entries = []
     for path, layer in _walk(model, prefix=""):
-        entry = _entry(path, layer, seen_variables)
+        entry = _entry(path, layer, seen_variables, outgoing.get(id(layer)))
         if pattern is None or pattern.search(path):
             entries.append(entry)
     return [e for e in entries if e.weights or e.captures_outputs]
@@ -64,13 +72,14 @@ def discover(model: keras.Model, layer_filter: Optional[str] = None) -> List[Lay
 def is_subclassed(model: keras.Model) -> bool:
     """Whether `model` (or a model nested in it) defines its own `call`."""
     models = [model] + [layer for _, layer in _walk(model, "", leaves=False)]
-    return any(not isinstance(m, (keras.Sequential, Functional)) for m in models)
+    return any(graph_of(m) is None for m in models)
 
 
 @contextlib.contextmanager
-def capture_outputs(entries: List[LayerEntry]) -> Iterator[List[Tuple[str, object]]]:
-    """Record ``(path, tensor)`` for every tensor a layer returns, in call order."""
-    outputs: List[Tuple[str, object]] = []
+def capture_outputs(entries: List[LayerEntry]) -> Iterator[List[Tuple[str, list]]]:
+    """Record ``(path, tensors)`` for every layer call, in call order: the
+    tensors that call returned (one, or several, like an LSTM's states)."""
+    outputs: List[Tuple[str, list]] = []
     patched = []
     try:
         for entry in entries:
@@ -89,8 +98,9 @@ def _wrap_call(layer, path: str, outputs: list) -> None:
     @functools.wraps(original)
     def recording_call(*args, **kwargs):
         result = original(*args, **kwargs)
-        outputs.extend((path, value) for value in keras.tree.flatten(result)
-                       if keras.ops.is_tensor(value))
+        tensors = [value for value in keras.tree.flatten(result) if keras.ops.is_tensor(value)]
+        if tensors:
+            outputs.append((path, tensors))
         return result
 
     # Set on the instance, bypassing Keras's attribute tracking.
@@ -99,14 +109,8 @@ def _wrap_call(layer, path: str, outputs: list) -> None:
 
 def _walk(model, prefix: str, leaves: bool = True):
     """(path, layer) for every leaf (or, with leaves=False, nested model)."""
-    used: Dict[str, int] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        name = layer.name
-        used[name] = used.get(name, 0) + 1
-        if used[name] > 1:
-            name = f"{name}_{used[name]}"
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    for layer, name in zip(layers, unique_names([layer.name for layer in layers])):
         path = f"{prefix}{name}"
         if isinstance(layer, keras.Model):
             if not leaves:
@@ -120,25 +124,36 @@ def _walk(model, prefix: str, leaves: bool = True):
         yield model.name, model
 
 
-def _entry(path: str, layer, seen_variables: set) -> LayerEntry:
+def _entry(path: str, layer, seen_variables: set, outgoing: Optional[List[Check]]) -> LayerEntry:
     is_model = isinstance(layer, keras.Model)
-    weights = []
-    names: Dict[str, int] = {}
-    for variable in layer.weights:
-        if id(variable) in seen_variables:
-            continue
-        seen_variables.add(id(variable))
-        name = _local_name(variable, layer.name)
-        names[name] = names.get(name, 0) + 1
-        weights.append((name if names[name] == 1 else f"{name}_{names[name]}", variable))
+    variables = [v for v in layer.weights if id(v) not in seen_variables]
+    seen_variables.update(id(v) for v in variables)
+    names = unique_names([_local_name(v, layer.name) for v in variables])
     return LayerEntry(
         path=path,
         layer=layer,
-        weights=weights,
+        weights=list(zip(names, variables)),
         activation=_activation_name(layer),
         units_axis=-2 if isinstance(layer, TRANSPOSED_CONVOLUTIONS) else -1,
         captures_outputs=not is_model,
+        outgoing=outgoing,
     )
+
+
+def unique_names(names: Sequence[str]) -> List[str]:
+    """`names` with each repeat given the first suffix ``_2``, ``_3``, … that no
+    other name in `names` has (used before or still to come)."""
+    taken, seen, unique = set(names), set(), []
+    for name in names:
+        if name in seen:
+            suffix = 2
+            while f"{name}_{suffix}" in taken:
+                suffix += 1
+            name = f"{name}_{suffix}"
+            taken.add(name)
+        seen.add(name)
+        unique.append(name)
+    return unique
 
 
 def _local_name(variable, layer_name: str) -> str:
@@ -151,9 +166,13 @@ def _local_name(variable, layer_name: str) -> str:
 
 
 def _activation_name(layer) -> Optional[str]:
-    if isinstance(layer, keras.layers.ReLU):
-        if layer.negative_slope:
-            return "leaky_relu"
-        return "relu6" if layer.max_value == 6 else "relu"
-    function = getattr(layer, "activation", None)
-    return getattr(function, "__name__", None) if callable(function) else None
+    """The nonlinearity the layer applies (itself, like ``Softmax()``, or as its
+    ``activation``), named as `kinit.calculate_gain` names it (``relu6`` is
+    ``relu``, ``hard_sigmoid`` is ``sigmoid``); an unknown function by its name."""
+    nonlinearity = layer_nonlinearity(layer, "")
+    if nonlinearity is None:
+        function = getattr(layer, "activation", None)
+        if not callable(function):
+            return None
+        nonlinearity = activation_nonlinearity(function, "")
+    return nonlinearity.label if nonlinearity.name == "unknown" else nonlinearity.name

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 import keras
+import numpy as np
 
 from callbacks.layers import LayerEntry, capture_outputs, is_subclassed
 
@@ -38,6 +39,35 @@ def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
     return probe_data, None
 
 
+#: Largest probe batch accepted: the probe's cost must stay bounded.
+MAX_PROBE_EXAMPLES = 4096
+
+
+def check_probe(owner: str, x, y=None, *, argument: Optional[str] = None) -> None:
+    """Raise `ValueError` unless `x` is one batch of 2 to `MAX_PROBE_EXAMPLES`
+    examples and `y` (if given) has as many.
+
+    With fewer than 2 examples the across-example statistics (signal, dead
+    units) mean nothing; targets of another batch size make every gradient
+    computation fail. The message names `argument` (default: ``x`` / ``y``).
+    """
+    sizes = _batch_sizes(x)
+    if len(sizes) != 1 or not 2 <= sizes[0] <= MAX_PROBE_EXAMPLES:
+        raise ValueError(
+            f"{owner}: argument `{argument or 'x'}` must hold one batch of 2 to "
+            f"{MAX_PROBE_EXAMPLES} examples (a slice such as x[:256]); received inputs with "
+            f"batch sizes {sizes or 'none'}.")
+    if y is not None and _batch_sizes(y) != sizes:
+        raise ValueError(
+            f"{owner}: argument `{argument or 'y'}` must hold targets for the {sizes[0]} "
+            f"examples of x (a slice such as y[:{sizes[0]}]); received targets with batch "
+            f"sizes {_batch_sizes(y) or 'none'}.")
+
+
+def _batch_sizes(data) -> List[int]:
+    return sorted({int(np.shape(leaf)[0]) for leaf in keras.tree.flatten(data) if np.ndim(leaf) > 0})
+
+
 def ensure_built(model: keras.Model, x) -> None:
     """Build `model` on the probe batch if nothing has built it yet."""
     if not model.built:
@@ -55,10 +85,14 @@ def observe(
     gradients: bool = True,
     loss=None,
 ) -> Tuple[List[Observation], List[str]]:
-    """Observations in the order weights, activations (call order), gradients.
+    """Observations in the order weights, activations, gradients; activations
+    and gradients in the order the layers ran (depth order, whatever order
+    a subclassed model assigned them in).
 
     `loss` (anything `keras.losses.get` accepts) overrides the model's
-    compiled loss for the gradients.
+    compiled loss for the gradients. If the loss or its gradients cannot be
+    computed, the weights and activations are still returned and a note says
+    why the gradients are missing.
     """
     notes: List[str] = []
     observations: List[Observation] = []
@@ -73,29 +107,57 @@ def observe(
     if not (activations or gradients):
         return observations, notes
 
-    trainable = [(e, name, v) for e in entries for name, v in e.weights if v.trainable]
-    with _tape(gradients) as tape, (capture_outputs(entries) if activations
-                                    else contextlib.nullcontext([])) as outputs:
+    failure = None
+    with _tape(gradients) as tape, capture_outputs(entries) as outputs:
         y_pred = model(x, training=False)
-        loss_value = _loss(model, x, y, y_pred, loss) if gradients else None
+        if gradients:
+            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
     if activations:
         observations += _activation_observations(model, entries, outputs, notes)
-    if gradients:
-        grads = tape.gradient(loss_value, [v for _, _, v in trainable])
+    if gradients and failure is None:
+        trainable = [(e, name, v) for e in _call_order(entries, outputs)
+                     for name, v in e.weights if v.trainable]
+        grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
+    if failure is not None:
+        # The loss is the fragile part (targets, loss function): the rest stands.
+        notes.append(f"gradients are not logged: computing them failed "
+                     f"({type(failure).__name__}: {failure})")
+    elif gradients:
         observations += [Observation(e.path, "gradient", name, g, e)
                          for (e, name, _), g in zip(trainable, grads) if g is not None]
     return observations, notes
 
 
+def _call_order(entries: List[LayerEntry], outputs) -> List[LayerEntry]:
+    """`entries` in the order their layers first ran; the layers that did not
+    run through ``layer(...)`` after them, in discovery order."""
+    first_call: dict = {}
+    for index, (path, _) in enumerate(outputs):
+        first_call.setdefault(path, index)
+    return sorted(entries, key=lambda e: first_call.get(e.path, len(outputs)))
+
+
+def _attempt(function, *args) -> Tuple[Any, Optional[Exception]]:
+    """``(function(*args), None)``, or ``(None, error)`` if it raised."""
+    try:
+        return function(*args), None
+    except Exception as error:  # reported as a note by the caller
+        return None, error
+
+
 def _activation_observations(model, entries, outputs, notes) -> List[Observation]:
-    """One observation per captured output, in call order (depth order)."""
+    """One observation per captured tensor, in call order (depth order):
+    ``output``, ``output_1`` for a layer's calls, ``output/0``, ``output/1``
+    for the tensors of a call that returns several."""
     by_path = {e.path: e for e in entries}
     calls: dict = {}
     found = []
-    for path, value in outputs:
+    for path, tensors in outputs:
         index = calls[path] = calls.get(path, -1) + 1
-        name = "output" if index == 0 else f"output_{index}"
-        found.append(Observation(path, "activation", name, value, by_path[path]))
+        call = "output" if index == 0 else f"output_{index}"
+        names = [call] if len(tensors) == 1 else [f"{call}/{i}" for i in range(len(tensors))]
+        found += [Observation(path, "activation", name, value, by_path[path])
+                  for name, value in zip(names, tensors)]
     missing = [e.path for e in entries if e.captures_outputs and e.path not in calls]
     if missing:
         notes.append("activations are not logged for layers that did not run through "

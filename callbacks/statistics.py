@@ -119,6 +119,15 @@ def identical_units(kernel, axis: int = -1) -> Optional[bool]:
     array = as_float_array(kernel)
     if array.ndim < 2 or array.shape[axis] < 2 or not np.isfinite(array).all():
         return None
+    return identical_slices(array, axis)
+
+
+def identical_slices(values, axis: int = -1) -> bool:
+    """Whether every slice of `values` along `axis` holds the same values
+    (NaN never equals anything)."""
+    array = np.asarray(values)
+    if array.ndim == 0:
+        return True
     units = np.moveaxis(array, axis, -1).reshape(-1, array.shape[axis])
     return bool(np.all(units == units[:, :1]))
 

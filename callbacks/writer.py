@@ -126,10 +126,19 @@ class SummaryWriter:
             raise OSError(f"cannot write TensorBoard logs to log_dir={self.log_dir!r}: {message}") from error
 
     def write(self, step: int, values: Iterable[summary_pb2.Summary.Value]) -> None:
-        """Write summary values under `step` in one event, and flush."""
+        """Write summary values under `step` in one event, and flush.
+
+        Writes whatever `tf.summary.record_if` condition is in force; raises
+        `RuntimeError` if TensorFlow still declines to write.
+        """
         summary = summary_pb2.Summary(value=list(values))
-        with self._writer.as_default():
-            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+        # Explicitly on: Keras's TensorBoard(update_freq=N) leaves a
+        # `record_if(batch % N == 0)` in force for the whole training.
+        with self._writer.as_default(), tf.summary.record_if(True):
+            written = tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+        if not bool(written):
+            raise RuntimeError(f"TensorFlow declined to write the summaries of step {step} to "
+                               f"log_dir={self.log_dir!r}")
         self._writer.flush()
 
     def close(self) -> None:

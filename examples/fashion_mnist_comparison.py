@@ -162,9 +162,7 @@ def training_data(data: Data, args: argparse.Namespace) -> tf.data.Dataset:
 
 
 def logging_callbacks(run_dir: Path, probe) -> list[keras.callbacks.Callback]:
-    """Keras's metrics plus kinit's diagnostics when this version has them."""
-    if not hasattr(diagnostics, "InitDiagnostics"):
-        return [keras.callbacks.TensorBoard(str(run_dir), histogram_freq=1)]
+    """Keras's metrics plus kinit's diagnostics."""
     return [
         keras.callbacks.TensorBoard(str(run_dir)),
         diagnostics.InitDiagnostics(str(run_dir / "diagnostics"), probe_data=probe, freq=1),
@@ -179,10 +177,8 @@ class InitState:
     findings: list[str]
 
 
-def diagnose_init(model: keras.Model, probe) -> Optional[InitState]:
-    """Per-layer activation std and health findings (None without kinit's diagnostics)."""
-    if not hasattr(diagnostics, "diagnose"):
-        return None
+def diagnose_init(model: keras.Model, probe) -> InitState:
+    """Per-layer activation std and health findings."""
     diagnosis = diagnostics.diagnose(model, *probe)
     stds = [(row["layer"], float(row["std"])) for row in diagnosis.rows if row["kind"] == "activation"]
     return InitState(stds, list(diagnosis.findings))
@@ -193,7 +189,7 @@ class SchemeRun:
     scheme: scheme_registry.Scheme
     history: dict[str, list[float]]
     wall_time: float
-    init: Optional[InitState]
+    init: InitState
 
     def row(self, target: float) -> dict:
         h = self.history
@@ -258,8 +254,6 @@ def markdown_table(rows: list[dict], target: float) -> str:
 
 def findings_markdown(runs: list[SchemeRun]) -> str:
     """kinit's plain-word findings on each initialized model, as a Markdown list."""
-    if not all(run.init for run in runs):
-        return ""
     lines = ["Findings at initialization (kinit diagnostics on the probe batch):", ""]
     for run in runs:
         lines.append(f"- **{run.scheme.label}**: " + ("; ".join(run.init.findings) or "none"))
@@ -329,11 +323,6 @@ class Comparison:
 
 def run(args: argparse.Namespace) -> Comparison:
     selected, notices = scheme_registry.select(scheme_registry.COMPARISON, args.schemes)
-    if not hasattr(diagnostics, "InitDiagnostics"):
-        notices.append("this version has no callbacks.InitDiagnostics: TensorBoard gets "
-                       "Keras's weight histograms only.")
-    if not hasattr(diagnostics, "diagnose"):
-        notices.append("this version has no callbacks.diagnose: no activation-std plot.")
     for notice in notices:
         print(f"note: {notice}", flush=True)
     if not selected:
@@ -357,11 +346,10 @@ def run(args: argparse.Namespace) -> Comparison:
     report = markdown_table(rows, args.target_accuracy) + "\n" + findings_markdown(runs)
     files = list(write_results(rows, report, args.output_dir))
     files.append(plot_curves(runs, args.output_dir / "validation_curves.png"))
-    if all(result.init for result in runs):
-        files.append(plot_activation_std(runs, args.output_dir / "activation_std_at_init.png"))
+    files.append(plot_activation_std(runs, args.output_dir / "activation_std_at_init.png"))
     history_path = args.output_dir / "histories.json"
     history_path.write_text(json.dumps(
-        {r.scheme.name: {"history": r.history, "init": r.init and dataclasses.asdict(r.init)}
+        {r.scheme.name: {"history": r.history, "init": dataclasses.asdict(r.init)}
          for r in runs},
         indent=1,
     ))
@@ -382,5 +370,5 @@ def main(argv: Optional[Sequence[str]] = None) -> Comparison:
 if __name__ == "__main__":
     try:
         main()
-    except (DataNotFoundError, IdxFormatError) as error:
+    except (DataNotFoundError, IdxFormatError, PermissionError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")

@@ -77,9 +77,9 @@ def read_idx(path: os.PathLike, rank: int) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as stream:
             data = stream.read()
-    except (OSError, EOFError, zlib.error) as error:
-        # gzip raises BadGzipFile (an OSError) for a wrong magic number and
-        # EOFError for a stream cut short.
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        # BadGzipFile: a wrong magic number or CRC; EOFError: a stream cut
+        # short. Other OSErrors (permissions, a vanished file) say so themselves.
         raise IdxFormatError(f"{path}: not a complete gzip file ({error}).") from None
     header_size = 4 + 4 * rank
     if len(data) < header_size:
@@ -139,12 +139,19 @@ def load_fashion_mnist(
         download: whether to fall back to Keras's download.
 
     Raises:
-        DataNotFoundError: listing every place tried, or naming the files an
-            explicit `data_dir` lacks.
+        DataNotFoundError: listing every place tried, or saying that an
+            explicit `data_dir` does not exist or which files it lacks.
         IdxFormatError: a file found is not a valid IDX file.
+        OSError: a file found cannot be read (e.g. `PermissionError`).
     """
     if data_dir is not None:
         data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            what = "is not a directory" if data_dir.exists() else "does not exist"
+            raise DataNotFoundError(
+                f"--data-dir {data_dir} {what}; it must be a directory holding the four "
+                f"Fashion-MNIST files {', '.join(FILES.values())}."
+            )
         missing = missing_files(data_dir)
         if missing:
             raise DataNotFoundError(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
-import kinit
+import keras
 
-# Output activations whose recommended gain is the linear one.
-LINEAR_OUTPUTS = ("softmax", "linear", None)
+import kinit
+from kinit.nonlinearity import activation_nonlinearity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +40,11 @@ class Scheme:
 
 
 def activation_gain(activation: Optional[str]) -> float:
-    """The recommended gain for a layer followed by `activation`."""
-    return 1.0 if activation in LINEAR_OUTPUTS else kinit.calculate_gain(activation)
+    """`kinit.calculate_gain` of a Keras `activation` (with Keras's defaults,
+    e.g. leaky_relu's slope 0.2); a softmax output layer counts as linear."""
+    nonlinearity = activation_nonlinearity(keras.activations.get(activation), "")
+    name = "linear" if nonlinearity.name == "softmax" else nonlinearity.name
+    return kinit.calculate_gain(name, nonlinearity.param)
 
 
 def keras_default(_activation: Optional[str]) -> str:

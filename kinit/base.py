@@ -35,6 +35,9 @@ from kinit.validation import MAX_SEED, check_seed
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+#: The package prefix of every registered name (``kinit>HeNormal``).
+PACKAGE = "kinit"
+
 
 class KinitInitializer(keras.initializers.Initializer):
     """Base of all kinit initializers: call checks and automatic config.
@@ -70,7 +73,16 @@ class KinitInitializer(keras.initializers.Initializer):
 
 
 class RandomInitializer(KinitInitializer):
-    """Base of the random schemes: per-call seeds and the shared draws."""
+    """Base of the random schemes: per-call seeds and the shared draws.
+
+    The call counter lives in the instance, and an initializer cannot know
+    which layer calls it. A layer's config stores its initializer's config,
+    so `keras.models.clone_model` and `from_config` give every layer its own
+    copy of a shared seeded instance, each starting again at call 0: the
+    clone's same-shaped layers then get identical weights. Give each layer
+    its own seed, use ``seed=None``, or call ``kinit.initialize(model,
+    seed=...)`` on the clone.
+    """
 
     def __init__(self, seed: Optional[int] = None):
         self.seed = check_seed(type(self).__name__, seed)
@@ -88,6 +100,8 @@ class RandomInitializer(KinitInitializer):
 
     # Draws compute in float32 (float64 when asked) and cast, so float16 and
     # bfloat16 get correctly rounded values instead of low-precision sampling.
+    # Rounding is monotone, so a uniform draw stays within the bounds rounded
+    # to the dtype, which it may reach (the README's "Backends and dtypes").
     def normal(self, shape, dtype, mean=0.0, stddev=1.0):
         compute = compute_dtype(dtype)
         x = keras.random.normal(shape, mean=mean, stddev=stddev, dtype=compute, seed=self.next_seed())
@@ -105,18 +119,45 @@ class RandomInitializer(KinitInitializer):
     def bounded_normal(self, shape, dtype, mean, stddev, minval, maxval):
         """Normal values truncated to the absolute interval [minval, maxval].
 
-        Inverse-CDF sampling: u ~ U(Φ(α), Φ(β)), x = mean + stddev·Φ⁻¹(u).
-        It is exact on every backend (Keras's torch backend keeps an
-        out-of-bounds value when four rejection tries fail) and, on
-        TensorFlow, faster than rejection sampling.
+        Inverse-CDF sampling, exact on every backend (Keras's torch backend
+        keeps an out-of-bounds value when four rejection tries fail) and, on
+        TensorFlow, faster than rejection sampling. With standardized bounds
+        α < 0 < β: u ~ U(Φ(α), Φ(β)), z = Φ⁻¹(u) by `erfinv`. An interval on
+        one side of the mean is sampled in the upper tail (mirrored if below)
+        from its tail probabilities, which keep their precision where Φ
+        rounds to 1 (see `upper_tail_normal`); nearer bounds up to
+        `MAX_TAIL_STDDEVS` are resolved in float32.
         """
         compute = compute_dtype(dtype)
-        low = normal_cdf((minval - mean) / stddev)
-        high = normal_cdf((maxval - mean) / stddev)
-        u = keras.random.uniform(shape, minval=low, maxval=high, dtype=compute, seed=self.next_seed())
-        x = mean + stddev * math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
-        # erfinv loses precision near ±1; the clip keeps the promise of the bounds.
-        return ops.cast(ops.clip(x, minval, maxval), dtype)
+        alpha, beta = (minval - mean) / stddev, (maxval - mean) / stddev
+        if alpha >= 0.0:
+            z = self.upper_tail_normal(shape, compute, alpha, beta)
+        elif beta <= 0.0:
+            z = -self.upper_tail_normal(shape, compute, -beta, -alpha)
+        else:
+            u = self.uniform(shape, compute, normal_cdf(alpha), normal_cdf(beta))
+            z = math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+        # The clip keeps the promise of the bounds against the last rounding.
+        return ops.cast(ops.clip(mean + stddev * z, minval, maxval), dtype)
+
+    def upper_tail_normal(self, shape, compute: str, alpha: float, beta: float):
+        """Standard normal values truncated to [alpha, beta], 0 <= alpha < beta.
+
+        With Q(z) = P(Z > z) = erfc(z/√2)/2: u = Q(α) − r·(Q(α) − Q(β)),
+        r ~ U[0, 1), is uniform on (Q(β), Q(α)] and never below Q(α)·2⁻²⁴,
+        and z = Q⁻¹(u) solves log Q(z) = log u by Newton's method, started
+        at √(−2 log 2u) (never left of the root, as Q(z) <= exp(−z²/2)/2)
+        and clipped to [α, β]. log Q is concave, so the steps approach the
+        root from the right; five reach full float64 precision.
+        """
+        q_alpha, q_beta = upper_tail(alpha), upper_tail(beta)
+        u = q_alpha - self.uniform(shape, compute) * (q_alpha - q_beta)
+        z = ops.clip(ops.sqrt(ops.maximum(-2.0 * ops.log(2.0 * u), 0.0)), alpha, beta)
+        for _ in range(5):
+            q = 0.5 * ops.erfc(z / math.sqrt(2.0))
+            density = ops.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+            z = ops.clip(z + (ops.log(q) - ops.log(u)) * q / density, alpha, beta)
+        return z
 
 
 def standardize_shape(shape, owner: str = "initializer") -> Tuple[int, ...]:
@@ -143,6 +184,17 @@ def normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
+def upper_tail(z: float) -> float:
+    """Q(z) = P(Z > z) for a standard normal Z, accurate far into the tail."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+#: Truncation intervals on one side of the mean must start within this many
+#: standard deviations of it: u >= Q(11)·2⁻²⁴ ≈ 1e-35 stays a normal float32,
+#: so every quantity of `RandomInitializer.upper_tail_normal` is finite.
+MAX_TAIL_STDDEVS = 11.0
+
+
 def register(cls):
     """Register `cls` for Keras serialization as ``kinit>{class name}``.
 
@@ -154,7 +206,17 @@ def register(cls):
     loading without ``import kinit`` always fails, naming ``kinit>…``.
     """
     name = cls.__name__
-    keras.saving.register_keras_serializable(package="kinit", name=name)(cls)
-    cls.__name__ = f"kinit.{name}"
+    keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
+    cls.__name__ = f"{PACKAGE}.{name}"
+    return cls
+
+
+def register_alias(alias: str, cls):
+    """Make ``kinit>{alias}`` resolve to the registered class `cls`; return `cls`.
+
+    Only a lookup name is added (to Keras's custom objects): registering
+    `cls` a second time would change the name it is saved under.
+    """
+    keras.saving.get_custom_objects()[f"{PACKAGE}>{alias}"] = cls
     return cls
 

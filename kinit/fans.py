@@ -23,21 +23,38 @@ With ``receptive = prod(spatial)``:
   (each output channel sees one input channel; Keras's built-ins count every
   input channel and overstate fan_in by the number of channels)
 
+An ``EinsumDense`` kernel has no fixed layout; its ``equation`` (e.g.
+``"ab,bcd->acd"``, also accepted as a `kernel_layout`) says what each kernel
+axis is. Its labels that are absent from the output spec are summed over:
+they multiply into ``fan_in``. Labels of the output spec that are absent
+from the input spec multiply into ``fan_out``. Labels in both (one kernel
+slice per position along that axis, like a depthwise kernel's channels)
+count in neither. Keras's built-ins read such kernels as convolutions:
+``(64, 8, 32)`` of ``"ab,bcd->acd"`` gets ``fan_in = 64 · 8`` instead of 64.
+
 Rank-0 shapes have fans (1, 1) and rank-1 shapes (n, n), as in Keras.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence, Tuple
 
+from kinit.validation import check_choice
+
 KERNEL_LAYOUTS = ("standard", "transposed", "depthwise")
+
+#: The equations EinsumDense accepts: ``ab,bc->ac``, ``...ab,bc->...ac``, ``ab...,bc->ac...``.
+EINSUM_EQUATION = re.compile(r"(?:\.\.\.)?([a-zA-Z]+)(?:\.\.\.)?,([a-zA-Z]+)->(?:\.\.\.)?([a-zA-Z]+)(?:\.\.\.)?")
 
 FAN_MODES = ("fan_in", "fan_out", "fan_avg")
 
 
 def compute_fans(shape: Sequence[int], kernel_layout: str = "standard") -> Tuple[int, int]:
     """Return `(fan_in, fan_out)` of a kernel of `shape` in `kernel_layout`.
+
+    `kernel_layout` is one of `KERNEL_LAYOUTS` or an ``EinsumDense`` equation.
 
     Example:
 
@@ -47,14 +64,13 @@ def compute_fans(shape: Sequence[int], kernel_layout: str = "standard") -> Tuple
     (144, 288)
     >>> compute_fans((3, 3, 16, 2), "depthwise")     # DepthwiseConv2D(depth_multiplier=2)
     (9, 18)
+    >>> compute_fans((64, 8, 32), "ab,bcd->acd")     # EinsumDense("ab,bcd->acd", (8, 32))
+    (64, 256)
     """
-    if kernel_layout not in KERNEL_LAYOUTS:
-        raise ValueError(
-            "compute_fans: argument `kernel_layout` must be one of "
-            f"{', '.join(map(repr, KERNEL_LAYOUTS))}; received "
-            f"kernel_layout={kernel_layout!r}."
-        )
+    kernel_layout = check_kernel_layout("compute_fans", kernel_layout)
     shape = tuple(int(d) for d in shape)
+    if kernel_layout not in KERNEL_LAYOUTS:
+        return einsum_fans(shape, kernel_layout)
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -66,6 +82,29 @@ def compute_fans(shape: Sequence[int], kernel_layout: str = "standard") -> Tuple
     if kernel_layout == "transposed":
         return last * receptive, second_last * receptive
     return receptive, last * receptive
+
+
+def einsum_fans(shape: Tuple[int, ...], equation: str) -> Tuple[int, int]:
+    """`(fan_in, fan_out)` of an EinsumDense kernel, read from its equation."""
+    inputs, kernel, outputs = EINSUM_EQUATION.fullmatch(equation).groups()
+    if len(kernel) != len(shape):
+        raise ValueError(
+            f"compute_fans: the equation {equation!r} gives the kernel {len(kernel)} axes "
+            f"({kernel!r}); received a kernel of shape {shape}."
+        )
+    fan_in = math.prod(d for label, d in zip(kernel, shape) if label not in outputs)
+    fan_out = math.prod(d for label, d in zip(kernel, shape) if label in outputs and label not in inputs)
+    return fan_in, fan_out
+
+
+def check_kernel_layout(owner: str, kernel_layout) -> str:
+    """Return `kernel_layout` if it is one of `KERNEL_LAYOUTS` or an EinsumDense equation."""
+    if isinstance(kernel_layout, str) and EINSUM_EQUATION.fullmatch(kernel_layout):
+        return kernel_layout
+    try:
+        return check_choice(owner, "kernel_layout", kernel_layout, KERNEL_LAYOUTS)
+    except ValueError as error:
+        raise ValueError(f"{error} An EinsumDense equation such as 'ab,bcd->acd' is accepted too.") from None
 
 
 def fan_for_mode(shape: Sequence[int], mode: str, kernel_layout: str = "standard") -> float:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from kinit.validation import check_number
+from kinit.validation import check_choice, check_number
 
 #: Gains that are fixed numbers, taken from torch.nn.init's table.
 TABLE_GAINS = {
@@ -79,12 +79,7 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
         torch.nn.init.calculate_gain; He et al. 2015, "Delving Deep into
         Rectifiers" (the ReLU and leaky-ReLU gains).
     """
-    if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
-        raise ValueError(
-            "calculate_gain: argument `nonlinearity` must be one of "
-            f"{', '.join(map(repr, NONLINEARITIES))}; received "
-            f"nonlinearity={nonlinearity!r}."
-        )
+    check_choice("calculate_gain", "nonlinearity", nonlinearity, NONLINEARITIES)
     if nonlinearity in PARAMETRIZED:
         meaning, default = PARAMETRIZED[nonlinearity]
         value = check_number(

@@ -11,7 +11,9 @@ from `trace(model)`, which replays the model's graph on fresh symbolic inputs:
   whose producers and consumers are those of all its calls.
 * Layers without a graph of their own — subclassed models, custom layers
   that hold sublayers, RNN layers and wrappers — are walked: their sublayers
-  become nodes after the layer itself. Inside a subclassed model or custom
+  become nodes after the layer itself. A subclassed model being traced is
+  the first node (path: its name), so the weights it creates itself are
+  found too; its sublayers' paths start below it. Inside a subclassed model or custom
   layer the sublayers are assumed to run in the order they were assigned
   (each one's consumer is the next one, the last one's consumers are those
   of the enclosing layer); inside wrappers (`Bidirectional`, `TimeDistributed`)
@@ -104,7 +106,10 @@ def trace(model: keras.Model, call: Optional[CallHook] = None) -> Iterator[Trace
             for node in builder.nodes:
                 if node.parent is root:
                     node.parent = None
-            yield Trace(nodes=builder.nodes, inputs=[])
+            # The model itself is a node too (named by the model), for the
+            # weights it creates itself; its sublayers' paths do not repeat it.
+            root.path = model.name
+            yield Trace(nodes=[root] + builder.nodes, inputs=[])
             return
         inputs = [
             keras.Input(batch_shape=ref.shape, dtype=ref.dtype, sparse=ref.sparse, name=ref.name)
@@ -142,6 +147,14 @@ def require_built(model, owner: str) -> None:
 def sublayers(layer) -> list:
     """The direct sublayers of `layer`, in the order they were assigned."""
     return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def own_weights(layer) -> list:
+    """The weights that `layer` creates itself (not those of its sublayers)."""
+    if not isinstance(layer, keras.layers.Layer):
+        return []
+    inner = {id(w) for sub in sublayers(layer) for w in sub.weights}
+    return [w for w in layer.weights if id(w) not in inner]
 
 
 class _Builder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import keras
 import numpy as np
@@ -17,7 +17,7 @@ from kinit.probe import pre_activation_probe
 from kinit.report import Report
 from kinit.orthogonal import Orthogonal
 from kinit.rules import SEPARABLE
-from kinit.validation import check_int, check_number, check_seed
+from kinit.validation import check_bool, check_int, check_number, check_seed
 
 OWNER = "lsuv"
 
@@ -142,8 +142,10 @@ def lsuv(
         model: a built Keras model (Functional, Sequential, nested, or
             subclassed — then the layers are found by running it).
         x: a batch of inputs shaped like the model's inputs (an array, or a
-            list/dict of arrays for several inputs), e.g. a few hundred
-            training samples.
+            list of arrays in the order of the model's inputs, or a dict
+            keyed by input name), e.g. a few hundred training samples. A
+            subclassed model's inputs are checked against the shape it was
+            built with (any batch size).
         target_std: the std to reach, > 0.
         tol: the relative tolerance on the std, > 0.
         max_iter: the maximum number of rescalings per layer, ≥ 0.
@@ -171,8 +173,7 @@ def lsuv(
     max_iter = check_int(OWNER, "max_iter", max_iter, minimum=0)
     batch_size = check_int(OWNER, "batch_size", batch_size, minimum=1)
     seeds = RandomInitializer(check_seed(OWNER, seed))
-    if not isinstance(orthogonal_first, bool):
-        raise ValueError(f"{OWNER}: argument `orthogonal_first` must be True or False; received {orthogonal_first!r}.")
+    orthogonal_first = check_bool(OWNER, "orthogonal_first", orthogonal_first)
     require_built(model, OWNER)
     x = _check_inputs(model, x)
     select = _selector(model, layers)
@@ -236,6 +237,11 @@ def _selector(model, layers):
         return lambda node: isinstance(node.layer, SUPPORTED) and _is_float_kernel(node.layer)
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
+    if not isinstance(layers, Iterable):
+        raise ValueError(
+            f"{OWNER}: argument `layers` must be None, a layer, a layer name or path, or an iterable "
+            f"of them; received layers={layers!r}."
+        )
     wanted = list(layers)
     known = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
     for item in wanted:
@@ -271,15 +277,24 @@ def _is_float_kernel(layer) -> bool:
 
 
 def _check_inputs(model, x):
-    """`x` as numpy arrays, checked against the model's input shapes."""
+    """`x` as numpy arrays, checked against the model's inputs.
+
+    A model with a graph gets a list in the order of its inputs (a dict is
+    matched by input name, as Keras does, never by key order); a model
+    without one gets `x` as given, checked against the shape it was built
+    with when Keras recorded it.
+    """
     try:
         x = tree.map_structure(np.asarray, x)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{OWNER}: `x` must be an array or a list/dict of arrays; {error}") from None
     graph = graph_of(model)
     if graph is None:
+        _check_built_shape(model, x)
+        _check_rows(tree.flatten(x))
         return x
-    arrays, refs = tree.flatten(x), graph.inputs
+    refs = graph.inputs
+    arrays = _by_input_name(graph, x) if isinstance(x, dict) else tree.flatten(x)
     if len(arrays) != len(refs):
         raise ValueError(
             f"{OWNER}: the model takes {len(refs)} input(s) of shapes "
@@ -287,11 +302,70 @@ def _check_inputs(model, x):
         )
     for array, ref in zip(arrays, refs):
         expected = tuple(ref.shape)
-        if array.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, array.shape)):
+        if not _fits(array.shape, expected):
             raise ValueError(
                 f"{OWNER}: input {ref.name!r} expects shape {expected} (None = any size); "
                 f"received x of shape {array.shape}."
             )
-    if len({len(array) for array in arrays}) != 1 or len(arrays[0]) == 0:
+    _check_rows(arrays)
+    return arrays
+
+
+def _by_input_name(graph, x: dict) -> list:
+    """The arrays of the dict `x` in the order of the graph's inputs."""
+    struct = graph.input
+    # A model built on a dict of inputs is fed by its keys; otherwise by input names.
+    keys = {id(tensor): key for key, tensor in struct.items()} if isinstance(struct, dict) else {}
+    names = [keys.get(id(ref), ref.name) for ref in graph.inputs]
+    missing = [name for name in names if name not in x]
+    unexpected = sorted(set(x) - set(names), key=str)
+    if missing or unexpected:
+        raise ValueError(
+            f"{OWNER}: the keys of `x` must be the model's input names {names}; "
+            f"missing {missing}, unexpected {unexpected}."
+        )
+    return [x[name] for name in names]
+
+
+def _check_built_shape(model, x) -> None:
+    """Compare `x` with the input shape a model without a graph was built with.
+
+    The recorded batch size is that of the call that built the model, so
+    only the rank and the other dimensions are compared.
+    """
+    config = model.get_build_config()
+    built = config.get("input_shape") if isinstance(config, dict) else None
+    if built is None:
+        return
+    shapes = tree.map_shape_structure(_Shape, built)
+    described = tree.map_structure(lambda array: array.shape, x)
+    try:
+        tree.assert_same_paths(shapes, x)
+    except ValueError:
+        raise ValueError(
+            f"{OWNER}: model {model.name!r} was built for inputs of shape {built}; "
+            f"received x of shape {described}."
+        ) from None
+    for shape, array in zip(tree.flatten(shapes), tree.flatten(x)):
+        if not _fits(array.shape, (None,) * min(1, len(shape.dims)) + shape.dims[1:]):
+            raise ValueError(
+                f"{OWNER}: model {model.name!r} was built for inputs of shape {built} "
+                f"(any batch size); received x of shape {described}."
+            )
+
+
+class _Shape:
+    """A shape as one leaf of a structure (keras.tree would flatten a tuple)."""
+
+    def __init__(self, dims):
+        self.dims = tuple(dims)
+
+
+def _fits(shape, expected) -> bool:
+    return len(shape) == len(expected) and all(e is None or e == d for e, d in zip(expected, shape))
+
+
+def _check_rows(arrays: list) -> None:
+    rows = {len(array) if array.ndim else 0 for array in arrays}
+    if len(rows) != 1 or 0 in rows:
         raise ValueError(f"{OWNER}: the arrays of `x` must have the same, non-zero number of rows.")
-    return x

@@ -13,12 +13,14 @@ order:
    ``LeakyReLU`` (its slope), ``PReLU`` (the mean of its current slopes),
    ``ELU`` (its α), ``Softmax``, or an activation op applied to a symbolic
    tensor (``keras.ops.relu(x)``);
-3. through normalization layers (Batch/Layer/Group/RMS/Unit normalization)
-   and dropout/noise layers, to the layer after them.
+3. through normalization layers (Batch/Layer/Group/RMS/Unit normalization),
+   dropout/noise layers, pooling (Max/Average/GlobalMax/GlobalAverage),
+   ZeroPadding, Cropping, Reshape and Flatten layers, to the layer after
+   them (``Conv2D`` → ``MaxPooling2D`` → ``ReLU`` is a ReLU layer).
 
 If the output feeds several layers that disagree, or a layer that is none
-of the above (``Add``, ``Flatten``, another ``Dense``, …), or is the model's
-output, the result is linear.
+of the above (``Add``, ``Concatenate``, another ``Dense``, …), or is the
+model's output, the result is linear.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-#: Layers that normalize or only add noise: looked through to the next layer.
-PASS_THROUGH = (
+#: Layers that normalize or only add noise.
+NORMALIZATION_OR_NOISE = (
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,
@@ -45,6 +47,34 @@ PASS_THROUGH = (
     keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
 )
+
+#: Layers that pool, pad, crop or reshape: the nonlinearity after them acts
+#: on the values they pass on (ReLU commutes with max pooling).
+RESAMPLING = (
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+    keras.layers.Cropping1D,
+    keras.layers.Cropping2D,
+    keras.layers.Cropping3D,
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+)
+
+#: Layers looked through to the next layer when searching for the nonlinearity.
+PASS_THROUGH = NORMALIZATION_OR_NOISE + RESAMPLING
 
 #: Keras activation names → (name for `calculate_gain` or a family name, default parameter).
 ACTIVATIONS = {

@@ -116,9 +116,15 @@ class DeltaOrthogonal(OrthogonalBase):
     Formula: for a kernel of shape ``(*spatial, in, out)`` with odd spatial
     sizes and ``in <= out``, ``W[centre] = gain·H`` with ``HHᵀ = I`` (``H``
     of shape ``in × out``, Haar distributed) and ``W[t] = 0`` at every other
-    tap ``t``. The convolution then maps every position's input vector to
-    ``gain·x·H``: with ``padding="same"`` or ``"valid"`` it scales the norm
-    of any input by exactly ``gain``, whatever the image size.
+    tap ``t``. The convolution then maps the input vector at the position
+    the centre tap reads to ``gain·x·H``: every output position has exactly
+    ``gain`` times the norm of that input position, for any padding, stride
+    or dilation. With ``padding="same"`` and stride 1 every input position
+    has its output position, so the layer scales the norm of any input by
+    exactly ``gain``, whatever the image size. ``padding="valid"`` has no
+    output for the ``(k − 1) / 2`` border positions on each side, and a
+    stride skips positions: the layer's output norm is then ``gain`` times
+    the norm of the positions it reads only.
 
     Examples:
 

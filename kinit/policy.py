@@ -10,11 +10,11 @@ from typing import Callable, Optional, Tuple
 import keras
 
 from kinit.base import KinitInitializer, RandomInitializer
-from kinit.graph import sublayers, trace
+from kinit.graph import own_weights, trace
 from kinit.report import Report
 from kinit.residual import residual_norms
 from kinit.rules import KERNEL_WEIGHTS, AutoOptions, Choice, auto_choice, kernel_layout
-from kinit.validation import check_number, check_seed
+from kinit.validation import check_bool, check_number, check_seed
 
 OWNER = "initialize"
 
@@ -66,8 +66,9 @@ def initialize(
     slope in the gain), LeCun normal for SELU, Glorot uniform for tanh,
     sigmoid, softmax and linear layers, orthogonal recurrent kernels, LSTM
     forget-gate bias 1, N(0, σ²) embeddings, normalization γ = 1 and β = 0,
-    zero biases. The full table is in `kinit.rules`. Conv*Transpose and
-    depthwise kernels get their fans from their own kernel layouts.
+    zero biases. The full table is in `kinit.rules`. Conv*Transpose,
+    depthwise and EinsumDense kernels get their fans from their own kernel
+    layouts (an EinsumDense kernel's from its equation).
 
     Formula: per weight, the scheme's own (e.g. ``Var(W) = 2 / fan_in`` for
     a kernel followed by ReLU); the report states it.
@@ -91,7 +92,8 @@ def initialize(
             a subclassed model (its layers are walked in assignment order).
         policy: ``"auto"``; or one scheme for every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
-            (``"glorot_uniform"`` — kinit's class of that name, else Keras's),
+            (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
+            ZerO is ``"zero_init"``, see `POLICY_NAMES`),
             an initializer class or an instance (used as a template: its
             configuration is kept, its seed replaced per weight); or a dict
             from keys to such schemes. A key is a layer class, or a string
@@ -117,6 +119,12 @@ def initialize(
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
         reason) that prints as a table.
 
+    Raises:
+        ValueError: for a bad argument, an unbuilt model, or a scheme that
+            cannot fill one of the weights (e.g. ``"identity"`` on a
+            convolution kernel). Every new value is computed before the first
+            is assigned, so the model is then left unchanged.
+
     Reference:
         He et al. 2015; Glorot & Bengio 2010; Klambauer et al. 2017; Saxe et
         al. 2014 (orthogonal); Jozefowicz et al. 2015 (forget-gate bias);
@@ -127,17 +135,14 @@ def initialize(
         relu_bias=check_number(OWNER, "relu_bias", relu_bias, minimum=0.0, strict=False),
         embedding_stddev=check_number(OWNER, "embedding_stddev", embedding_stddev, minimum=0.0),
     )
-    if not isinstance(zero_residual_gamma, bool):
-        raise ValueError(
-            f"{OWNER}: argument `zero_residual_gamma` must be True or False; "
-            f"received zero_residual_gamma={zero_residual_gamma!r}."
-        )
+    zero_residual_gamma = check_bool(OWNER, "zero_residual_gamma", zero_residual_gamma)
     override = _policy_lookup(policy)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
     seeds = RandomInitializer(seed)
     report = InitReport()
     done = set()
+    new_values = []
     with trace(model) as traced:
         nodes = list(traced.layers())
     if zero_residual_gamma:
@@ -149,19 +154,15 @@ def initialize(
             done.add(id(weight))
             choice = _choose(node, weight, override, seeds.next_seed(), options)
             if choice.initializer is not None:
-                weight.assign(choice.initializer(tuple(weight.shape), dtype=weight.dtype))
+                new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype)))
             report.append(
                 InitRow(node.path, weight.name, tuple(weight.shape), choice.scheme, choice.reason, choice.initializer)
             )
+    # Every value is computed before the first assignment: a scheme that
+    # cannot fill a later weight raises with the model unchanged.
+    for weight, value in new_values:
+        weight.assign(value)
     return report
-
-
-def own_weights(layer) -> list:
-    """The weights that `layer` creates itself (not those of its sublayers)."""
-    if not isinstance(layer, keras.layers.Layer):
-        return []
-    inner = {id(w) for sub in sublayers(layer) for w in sub.weights}
-    return [w for w in layer.weights if id(w) not in inner]
 
 
 def _choose(node, weight, override, seed: int, options: AutoOptions) -> Choice:
@@ -236,8 +237,8 @@ def _spec(value, allow_none: bool):
             return keras.initializers.get(value)
         except ValueError:
             raise ValueError(
-                f"{OWNER}: unknown initializer name {value!r}; use \"auto\", a kinit name such as "
-                f"{', '.join(repr(n) for n in sorted(kinit_classes())[:6])}, …, or a Keras name."
+                f"{OWNER}: unknown initializer name {value!r}; use \"auto\", a kinit name "
+                f"({', '.join(repr(n) for n in sorted(kinit_classes()))}) or a Keras name."
             ) from None
     if isinstance(value, type) and issubclass(value, keras.initializers.Initializer):
         return value
@@ -263,14 +264,22 @@ def _instantiate(spec, layout: str, seed: int):
     return cls.from_config(config) if config else cls()
 
 
+#: Policy names where the snake_case of the class name misleads: ZerO would be
+#: "zer_o", and "zero" is Keras's alias of "zeros"; "zero_init" follows the
+#: authors' ``ZerO_Init``.
+POLICY_NAMES = {"ZerO": "zero_init"}
+
+
 def kinit_classes() -> dict:
-    """kinit's initializer classes by snake_case name (``"he_normal"`` → HeNormal)."""
+    """kinit's initializer classes by policy name: the class name in snake_case
+    (``"he_normal"`` → HeNormal), or its entry in `POLICY_NAMES`."""
     import kinit  # the package imports this module; look its names up at call time
 
     classes = {}
     for name, obj in vars(kinit).items():
         if isinstance(obj, type) and issubclass(obj, KinitInitializer) and obj not in (KinitInitializer, RandomInitializer):
-            classes[re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()] = obj
+            policy_name = POLICY_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+            classes[policy_name] = obj
     return classes
 
 

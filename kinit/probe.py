@@ -43,7 +43,12 @@ class Probe:
         self.passes = 0
 
     def moments(self, x, batch_size: int) -> np.ndarray:
-        """``[[mean, variance], …]`` per target over all rows of `x` (one pass)."""
+        """``[[mean, variance], …]`` per target over all rows of `x` (one pass).
+
+        A graph probe takes `x` as a list of arrays in the order of the
+        model's inputs (``lsuv`` matches a dict to them by name); a recording
+        probe passes `x` to the model as it is.
+        """
         rows = len(tree.flatten(x)[0])
         total = np.zeros((len(self.nodes), 2))
         for start in range(0, rows, batch_size):
@@ -99,6 +104,7 @@ def _graph_run(inputs: list, pre_activations: list) -> Callable:
     if not pre_activations:
         return lambda chunk: []
     probe_model = keras.Model(inputs, [_moments(pre) for pre in pre_activations])
+    # `chunk` is a list in input order (flattening a dict would sort its keys).
     return lambda chunk: probe_model.predict_on_batch(tree.flatten(chunk))
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from kinit.base import RandomInitializer, normal_cdf, register
+from kinit.base import MAX_TAIL_STDDEVS, RandomInitializer, normal_cdf, register
 from kinit.validation import check_number
 
 
 @register
 class RandomUniform(RandomInitializer):
     """Draws from a uniform distribution on ``[minval, maxval)``.
+
+    In float16 and bfloat16 the values are float32 draws rounded to the
+    dtype, so they lie in the *closed* interval between the bounds rounded
+    to the dtype: draws within half a unit of the last place below `maxval`
+    round up to it (``RandomUniform(0, 1)`` in bfloat16 gives 1.0 about
+    once in 512 values).
 
     Formula: ``W ~ U(minval, maxval)``; mean ``(minval + maxval) / 2``,
     variance ``(maxval - minval)² / 12``.
@@ -31,7 +37,8 @@ class RandomUniform(RandomInitializer):
 
     Args:
         minval: lower bound (inclusive).
-        maxval: upper bound (exclusive); must exceed `minval`.
+        maxval: upper bound (exclusive in float32 and float64; reachable
+            after rounding to float16 or bfloat16); must exceed `minval`.
         seed: None or an int; see "Seeds" in the README (successive calls of
             one instance differ, unlike Keras's built-ins).
 
@@ -135,8 +142,11 @@ class TruncatedNormal(RandomInitializer):
         stddev: the standard deviation of the untruncated normal, > 0.
         minval: absolute lower bound, or None for ``mean - 2·stddev``.
         maxval: absolute upper bound, or None for ``mean + 2·stddev``.
-            Give both bounds or neither; the interval must hold some
-            probability mass.
+            Give both bounds or neither. An interval on one side of the mean
+            is sampled from its tail probabilities, so far-tail intervals
+            such as ``[mean + 6·stddev, mean + 7·stddev]`` keep their
+            distribution; its nearer bound must lie within 11 stddev of the
+            mean.
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -164,15 +174,14 @@ class TruncatedNormal(RandomInitializer):
             )
         if self.minval is not None:
             check_number(owner, "maxval", self.maxval, minimum=self.minval)
-            mass = normal_cdf((self.maxval - self.mean) / self.stddev) - normal_cdf(
-                (self.minval - self.mean) / self.stddev
-            )
-            if not mass > 0.0:
+            alpha, beta = (self.minval - self.mean) / self.stddev, (self.maxval - self.mean) / self.stddev
+            nearer = max(alpha, -beta, 0.0)  # 0 when the interval holds the mean
+            if nearer > MAX_TAIL_STDDEVS:
                 raise ValueError(
-                    f"{owner}: arguments `minval` and `maxval` must enclose some "
-                    f"probability mass of N({self.mean}, {self.stddev}²); received "
-                    f"minval={minval!r}, maxval={maxval!r}. Bring the bounds within "
-                    "a few stddev of the mean."
+                    f"{owner}: arguments `minval` and `maxval` must not both lie more than "
+                    f"{MAX_TAIL_STDDEVS:g} stddev from the mean (the tail probability there "
+                    f"underflows float32); received minval={minval!r}, maxval={maxval!r}, "
+                    f"{nearer:.3g} stddev from mean={self.mean!r}."
                 )
         super().__init__(seed)
 
@@ -182,7 +191,7 @@ class TruncatedNormal(RandomInitializer):
         return self.bounded_normal(shape, dtype, self.mean, self.stddev, self.minval, self.maxval)
 
 
-#: Variance of a standard normal truncated at ±2, used by the variance schemes.
+#: Standard deviation of a standard normal truncated at ±2 (0.8796), used by the variance schemes.
 TRUNCATED_2SIGMA_STD = math.sqrt(
     1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / (2.0 * normal_cdf(2.0) - 1.0)
 )

@@ -23,7 +23,7 @@ from typing import Dict, Set
 import keras
 
 from kinit.graph import LayerNode
-from kinit.nonlinearity import PASS_THROUGH
+from kinit.nonlinearity import NORMALIZATION_OR_NOISE
 from kinit.rules import NORMALIZATION
 
 
@@ -54,7 +54,7 @@ def _ancestors(node: LayerNode) -> Set[LayerNode]:
 
 
 def _last_normalization(node: LayerNode):
-    while isinstance(node.layer, PASS_THROUGH) and not isinstance(node.layer, NORMALIZATION):
+    while isinstance(node.layer, NORMALIZATION_OR_NOISE) and not isinstance(node.layer, NORMALIZATION):
         if len(node.inputs) != 1:
             return None
         node = node.inputs[0]

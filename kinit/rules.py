@@ -28,7 +28,8 @@ anything else                          left unchanged
 DepthwiseConv* and the pointwise kernel of SeparableConv*; the nonlinearity
 is the one `kinit.nonlinearity.following_nonlinearity` finds. Fans are read
 in the layout of the layer's kernel (``"transposed"`` for Conv*Transpose,
-``"depthwise"`` for depthwise kernels), see `kinit.fans`.
+``"depthwise"`` for depthwise kernels, the layer's equation for EinsumDense,
+also inside MultiHeadAttention), see `kinit.fans`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy as np
 
 from kinit.constant import Constant, Ones, Zeros
 from kinit.gains import calculate_gain
+from kinit.graph import own_weights
 from kinit.nonlinearity import Nonlinearity, following_nonlinearity
 from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
@@ -84,6 +86,8 @@ class AutoOptions:
 
 def kernel_layout(layer, weight_name: str) -> str:
     """The `kinit.fans` layout of the weight `weight_name` of `layer`."""
+    if isinstance(layer, keras.layers.EinsumDense):
+        return layer.equation
     if isinstance(layer, TRANSPOSED):
         return "transposed"
     if isinstance(layer, DEPTHWISE) or (isinstance(layer, SEPARABLE) and weight_name == "depthwise_kernel"):
@@ -130,8 +134,10 @@ def variance_choice(kind: str, nonlinearity: Nonlinearity, layout: str, seed: in
     if nonlinearity.name == "unknown":
         label = f"unrecognized activation {label!r}"
     reason = f"{kind} → {label} ({nonlinearity.source}) → {scheme.split(':')[0]}"
-    if layout != "standard":
+    if layout in ("transposed", "depthwise"):
         reason += f"; fans read in the {layout} layout"
+    elif layout != "standard":
+        reason += f"; fans read from the equation {layout!r}"
     return Choice(initializer, scheme, reason)
 
 
@@ -163,7 +169,8 @@ def _normalization_choice(node, name: str, options: AutoOptions) -> Choice:
 
 
 def _is_recurrent_cell(layer) -> bool:
-    return any(weight.name == "recurrent_kernel" for weight in layer.weights)
+    # Its own weights: a layer that only holds an RNN (or wraps one) is no cell.
+    return any(weight.name == "recurrent_kernel" for weight in own_weights(layer))
 
 
 def _recurrent_choice(layer, weight, seed: int) -> Choice:

@@ -48,11 +48,7 @@ class Sparse(RandomInitializer):
 
     def __init__(self, sparsity: float = 0.1, stddev: float = 0.01, seed: Optional[int] = None):
         owner = type(self).__name__
-        self.sparsity = check_number(owner, "sparsity", sparsity, minimum=0.0, strict=False)
-        if self.sparsity > 1.0:
-            raise ValueError(
-                f"{owner}: argument `sparsity` must be a fraction in [0, 1]; received sparsity={sparsity!r}."
-            )
+        self.sparsity = check_number(owner, "sparsity", sparsity, minimum=0.0, maximum=1.0, strict=False)
         self.stddev = check_number(owner, "stddev", stddev, minimum=0.0)
         super().__init__(seed)
 

@@ -26,24 +26,36 @@ def check_number(
     value,
     *,
     minimum: Optional[float] = None,
+    maximum: Optional[float] = None,
     strict: bool = True,
     allow_none: bool = False,
 ) -> Optional[float]:
     """Return `value` as a float after checking it is a finite real number.
 
-    `minimum` with `strict=True` requires `value > minimum`; with
-    `strict=False`, `value >= minimum`. Booleans are refused: `True` is a
-    number to Python but never a meaningful scale.
+    `minimum` and `maximum` bound it: exclusive with `strict=True`
+    (``minimum < value < maximum``), inclusive with `strict=False`.
+    Booleans are refused: `True` is a number to Python but never a
+    meaningful scale.
     """
     if value is None and allow_none:
         return None
+    allowed = _describe(minimum, maximum, strict)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(owner, name, value, _describe(minimum, strict, "a finite number"))
+        raise _fail(owner, name, value, allowed)
     value = float(value)
     if not math.isfinite(value):
-        raise _fail(owner, name, value, _describe(minimum, strict, "a finite number"))
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise _fail(owner, name, value, _describe(minimum, strict, "a finite number"))
+        raise _fail(owner, name, value, allowed)
+    below = minimum is not None and (value <= minimum if strict else value < minimum)
+    above = maximum is not None and (value >= maximum if strict else value > maximum)
+    if below or above:
+        raise _fail(owner, name, value, allowed)
+    return value
+
+
+def check_bool(owner: str, name: str, value) -> bool:
+    """Return `value` if it is True or False (no truthy stand-ins such as 1 or "no")."""
+    if not isinstance(value, bool):
+        raise _fail(owner, name, value, "True or False")
     return value
 
 
@@ -76,8 +88,13 @@ def check_seed(owner: str, seed) -> Optional[int]:
     return int(seed)
 
 
-def _describe(minimum, strict, base):
-    if minimum is None:
-        return base
-    relation = ">" if strict else ">="
-    return f"{base} {relation} {minimum:g}"
+def _describe(minimum, maximum, strict) -> str:
+    base = "a finite number"
+    if minimum is not None and maximum is not None:
+        low, high = ("(", ")") if strict else ("[", "]")
+        return f"{base} in {low}{minimum:g}, {maximum:g}{high}"
+    if minimum is not None:
+        return f"{base} {'>' if strict else '>='} {minimum:g}"
+    if maximum is not None:
+        return f"{base} {'<' if strict else '<='} {maximum:g}"
+    return base

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from kinit.base import RandomInitializer, register
-from kinit.fans import FAN_MODES, KERNEL_LAYOUTS, fan_for_mode
+from kinit.base import RandomInitializer, register, register_alias
+from kinit.fans import FAN_MODES, check_kernel_layout, fan_for_mode
 from kinit.gains import calculate_gain
 from kinit.random import TRUNCATED_2SIGMA_STD
 from kinit.validation import check_choice, check_number
@@ -55,8 +55,10 @@ class VarianceScaling(RandomInitializer):
         distribution: ``"truncated_normal"``, ``"normal"``,
             ``"untruncated_normal"`` or ``"uniform"``.
         kernel_layout: ``"standard"`` (Keras's ``(…, in, out)``),
-            ``"transposed"`` (``(…, out, in)``) or ``"depthwise"``
-            (``(…, in, multiplier)``); decides how the fans are read.
+            ``"transposed"`` (``(…, out, in)``), ``"depthwise"``
+            (``(…, in, multiplier)``), or the equation of an
+            ``EinsumDense`` kernel (``"ab,bcd->acd"``); decides how the fans
+            are read (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -76,7 +78,7 @@ class VarianceScaling(RandomInitializer):
         self.scale = check_number(owner, "scale", scale, minimum=0.0)
         self.mode = check_choice(owner, "mode", mode, FAN_MODES)
         self.distribution = check_choice(owner, "distribution", distribution, DISTRIBUTIONS)
-        self.kernel_layout = check_choice(owner, "kernel_layout", kernel_layout, KERNEL_LAYOUTS)
+        self.kernel_layout = check_kernel_layout(owner, kernel_layout)
         super().__init__(seed)
 
     def variance(self, shape) -> float:
@@ -180,7 +182,8 @@ class LecunNormal(GainScaling):
         negative_slope: the slope of a leaky ReLU (implies ``"leaky_relu"``).
         mode: ``"fan_in"`` (default), ``"fan_out"`` or ``"fan_avg"``.
         distribution: ``"truncated_normal"`` (default) or ``"normal"``.
-        kernel_layout: ``"standard"``, ``"transposed"`` or ``"depthwise"``.
+        kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
+            ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -230,7 +233,8 @@ class GlorotNormal(GainScaling):
         negative_slope: the slope of a leaky ReLU (implies ``"leaky_relu"``).
         mode: ``"fan_avg"`` (default), ``"fan_in"`` or ``"fan_out"``.
         distribution: ``"truncated_normal"`` (default) or ``"normal"``.
-        kernel_layout: ``"standard"``, ``"transposed"`` or ``"depthwise"``.
+        kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
+            ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -287,7 +291,8 @@ class HeNormal(GainScaling):
         mode: ``"fan_in"`` (default, preserves the forward signal),
             ``"fan_out"`` (preserves the backward signal) or ``"fan_avg"``.
         distribution: ``"truncated_normal"`` (default) or ``"normal"``.
-        kernel_layout: ``"standard"``, ``"transposed"`` or ``"depthwise"``.
+        kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
+            ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -351,7 +356,8 @@ class FanInUniform(FanInScaling):
     >>> layer = keras.layers.Dense(256, kernel_initializer=kinit.FanInUniform())
 
     Args:
-        kernel_layout: ``"standard"``, ``"transposed"`` or ``"depthwise"``.
+        kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
+            ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -375,7 +381,8 @@ class FanInNormal(FanInScaling):
     >>> layer = keras.layers.Dense(256, kernel_initializer=kinit.FanInNormal())
 
     Args:
-        kernel_layout: ``"standard"``, ``"transposed"`` or ``"depthwise"``.
+        kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
+            ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
 
     Reference:
@@ -384,8 +391,9 @@ class FanInNormal(FanInScaling):
     """
 
 
-# The names torch and the papers' second authors use.
-XavierNormal = GlorotNormal
-XavierUniform = GlorotUniform
-KaimingNormal = HeNormal
-KaimingUniform = HeUniform
+# The names torch and the papers' second authors use; ``"kinit>XavierNormal"``
+# and the others resolve too, while the classes save under their own names.
+XavierNormal = register_alias("XavierNormal", GlorotNormal)
+XavierUniform = register_alias("XavierUniform", GlorotUniform)
+KaimingNormal = register_alias("KaimingNormal", HeNormal)
+KaimingUniform = register_alias("KaimingUniform", HeUniform)

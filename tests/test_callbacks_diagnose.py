@@ -67,13 +67,15 @@ def test_gradients_need_targets_and_a_loss():
 
 
 def test_printing_gives_a_table_then_the_findings_then_the_notes():
-    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, kernel_initializer="zeros", name="flat")])
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, kernel_initializer="zeros", name="flat"),
+                              keras.layers.Dense(2, kernel_initializer="zeros", name="head")])
     report = diagnose(model, X)
     lines = str(report).splitlines()
     assert lines[0].split()[:4] == ["layer", "kind", "name", "shape"]
     assert set(lines[1]) == {"-", " "}
-    assert [line.split()[:3] for line in lines[2:5]] == [
-        ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["flat", "activation", "output"]]
+    assert [line.split()[:3] for line in lines[2:8]] == [
+        ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["head", "weight", "kernel"],
+        ["head", "weight", "bias"], ["flat", "activation", "output"], ["head", "activation", "output"]]
     assert lines[-2:] == [f"! {report.findings[0]}", f"note: {report.notes[0]}"]
     assert "symmetric units in 'flat'" in lines[-2]
 
@@ -89,3 +91,20 @@ def test_to_dataframe_has_one_row_per_row():
     pandas = pytest.importorskip("pandas")
     frame = diagnose(classifier(), X).to_dataframe()
     assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == list(ROW_KEYS)
+
+
+@pytest.mark.parametrize("x, y, problem", [
+    (X[:1], None, r"argument `x`.*batch sizes \[1\]"),
+    (X[:8], Y[:5], r"argument `y`.*8 examples.*batch sizes \[5\]"),
+])
+def test_the_probe_is_checked_as_the_callbacks_is(x, y, problem):
+    with pytest.raises(ValueError, match=f"diagnose: {problem}"):
+        diagnose(classifier(), x, y)
+
+
+def test_failing_gradients_are_a_note_and_the_rest_is_reported():
+    one_hot = np.eye(3, dtype="float32")[Y[:8]]  # the wrong target format for this loss
+    report = diagnose(classifier(), X[:8], one_hot)
+    assert {r["kind"] for r in report.rows} == {"weight", "activation"}
+    assert len(report.notes) == 1 and report.notes[0].startswith(
+        "gradients are not logged: computing them failed (ValueError")

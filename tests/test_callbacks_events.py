@@ -120,3 +120,19 @@ def test_healthy_run_says_so_once_at_step_0(run):
     assert events.tags("text") == {"findings"}
     assert {step: text.item().decode() for step, text in events.values["findings"].items()} == {
         0: "No problems found at step 0."}
+
+
+def test_update_ratio_spans_the_epochs_since_the_previous_log(tmp_path):
+    keras.utils.set_random_seed(12)
+    x = np.random.default_rng(12).normal(size=(16, 6)).astype("float32")
+    y = x[:, :1] - x[:, 1:2]
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    recorder = WeightRecorder()
+    model.fit(x, y, batch_size=8, epochs=4, verbose=0,
+              callbacks=[recorder, InitDiagnostics(tmp_path, (x[:8], y[:8]), freq=2)])
+    ratios = read_events(tmp_path).values["weight_update_ratio/out/kernel"]
+    assert sorted(ratios) == [2, 4]
+    for step in (2, 4):
+        now, before = recorder.steps[step][0], recorder.steps[step - 2][0]
+        assert float(ratios[step]) == pytest.approx(np.linalg.norm(now - before) / np.linalg.norm(now), rel=1e-4)

@@ -1,13 +1,16 @@
 """Health findings on models built to have (or not have) each problem."""
 
+import functools
 import logging
+import re
 
 import keras
 import numpy as np
 import pytest
 
 import kinit
-from callbacks import InitDiagnostics, diagnose
+from callbacks import InitDiagnostics, Thresholds, diagnose
+from callbacks.findings import find_problems
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(5)
@@ -33,9 +36,9 @@ def test_zeros_initialization_is_reported_symmetric_at_step_0(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="callbacks"):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]))])
     text = read_events(tmp_path).values["findings"][0].item().decode()
-    for layer in ("hidden_0", "hidden_1"):
-        assert f"symmetric units in '{layer}'" in text
-    assert "symmetric units in 'head'" not in text
+    assert "symmetric units in 'hidden_0'" in text
+    # hidden_1's units feed the head's random kernel rows: they part (see below).
+    assert "symmetric units in 'hidden_1'" not in text and "symmetric units in 'head'" not in text
     step_0 = [r.getMessage() for r in caplog.records if "step 0" in r.getMessage()]
     assert len(step_0) == 1 and "symmetric units in 'hidden_0'" in step_0[0]
 
@@ -99,3 +102,139 @@ def test_softmax_head_with_small_logits_is_not_vanishing():
     rows = {r["layer"]: r for r in diagnose(model, X).rows if r["kind"] == "activation"}
     assert rows["head"]["signal"] < rows["hidden"]["signal"] / 100  # what used to be read as vanishing
     assert problems(diagnose(model, X).findings, "vanishing signal") == []
+
+
+def symmetric_layers(findings):
+    return [f.split("'")[1] for f in problems(findings, "symmetric units")]
+
+
+def test_a_zero_initialized_output_layer_is_not_symmetric():
+    # Its units feed the loss directly, each with its own target: they get
+    # different gradients and part at the first step (e.g. ViT's zero head).
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, "relu", kernel_initializer=kinit.HeNormal(seed=0), name="hidden"),
+        keras.layers.Dense(4, kernel_initializer="zeros", name="logits"),
+        keras.layers.Softmax(name="probabilities"),
+    ])
+    assert symmetric_layers(diagnose(model, X).findings) == []
+
+
+def test_symmetry_needs_identical_outgoing_weights_too():
+    # All-zero kernels: a unit of hidden_0 is read by hidden_1's zero kernel
+    # rows (stuck for ever); hidden_1's units are read by the head's random
+    # rows, so their biases, and then their outputs, part at the first step.
+    model = mlp(2, "tanh", kinit.Zeros())
+    assert symmetric_layers(diagnose(model, X, Y).findings) == ["hidden_0"]
+    # Through a batch normalization with equal per-unit weights, still stuck.
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(8, kernel_initializer="ones", name="hidden")(inputs)
+    normalized = keras.layers.BatchNormalization(name="norm")(hidden)
+    outputs = keras.layers.Dense(2, kernel_initializer="ones", name="head")(keras.layers.ReLU()(normalized))
+    assert symmetric_layers(diagnose(keras.Model(inputs, outputs), X).findings) == ["hidden"]
+
+
+def test_a_kernel_is_paired_with_the_bias_beside_it():
+    def row(name, std=0.0, **statistics):
+        return {"layer": "attention", "kind": "weight", "name": name, "std": std, "nan": 0, "inf": 0,
+                "identical_units": None, "identical_outgoing": None, **statistics}
+
+    rows = [row("query/kernel", identical_units=True, identical_outgoing=True), row("query/bias", std=0.3),
+            row("key/kernel", std=0.2), row("key/bias")]
+    assert find_problems(rows, Thresholds()) == []
+    rows[1]["std"] = 0.0
+    assert [f.layer for f in find_problems(rows, Thresholds())] == ["attention"]
+
+
+class HeadFirst(keras.Model):
+    """Assigns its head before its body: `model.layers` lists the head first."""
+
+    def __init__(self):
+        super().__init__(name="head_first")
+        self.head = keras.layers.Dense(4, "softmax", name="head")
+        self.body = [keras.layers.Dense(32, "sigmoid", kernel_initializer=kinit.RandomNormal(stddev=0.01, seed=i),
+                                        name=f"hidden_{i}") for i in range(8)]
+
+    def call(self, x):
+        for layer in self.body:
+            x = layer(x)
+        return self.head(x)
+
+
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called")
+def test_gradients_are_compared_in_the_order_the_layers_run():
+    model = HeadFirst()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    findings = diagnose(model, X, Y).findings
+    (vanishing,) = problems(findings, "vanishing gradients")
+    assert "last layer 'head'" in vanishing and "first layer 'hidden_0'" in vanishing
+    assert problems(findings, "exploding gradients") == []
+
+
+def test_integer_outputs_are_no_reference_for_the_signal():
+    # Token ids (up to 500) are indices, not a signal; the embedding's small
+    # uniform(±0.05) vectors are a healthy start.
+    tokens = RNG.integers(0, 500, size=(64, 5))
+    model = keras.Sequential([
+        keras.Input((5,), dtype="int64"),
+        keras.layers.IntegerLookup(vocabulary=np.arange(500), name="lookup"),
+        keras.layers.Embedding(501, 8, name="embedding"),
+        keras.layers.GlobalAveragePooling1D(name="pool"),
+        keras.layers.Dense(4, "tanh", name="head"),
+    ])
+    report = diagnose(model, tokens)
+    lookup = next(r for r in report.rows if r["layer"] == "lookup")
+    assert lookup["dtype"].startswith("int") and lookup["signal"] > 100
+    assert problems(report.findings, "vanishing signal") == []
+    # A collapse after the embedding is still measured against it.
+    model.get_layer("head").kernel.assign(np.full((8, 4), 1e-6))
+    (vanishing,) = problems(diagnose(model, tokens).findings, "vanishing signal")
+    assert "at 'embedding'" in vanishing and "at 'head'" in vanishing
+
+
+def test_activation_layers_and_partial_activations_are_recognized():
+    leaky = functools.partial(keras.activations.leaky_relu, negative_slope=0.1)
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(32, leaky, kernel_initializer=kinit.HeNormal(seed=0), name="leaky_dense"),
+        keras.layers.LeakyReLU(name="leaky"),
+        keras.layers.ELU(name="elu"),
+        keras.layers.Dense(50, kernel_initializer=kinit.RandomNormal(stddev=0.01, seed=1), name="logits"),
+        keras.layers.Softmax(name="probabilities"),
+    ])
+    report = diagnose(model, X)
+    activations = {r["layer"]: r["activation"] for r in report.rows if r["kind"] == "activation"}
+    assert activations == {"leaky_dense": "leaky_relu", "leaky": "leaky_relu", "elu": "elu",
+                           "logits": "linear", "probabilities": "softmax"}
+    # 50 probabilities near 1/50 vary little: a Softmax layer is no signal either.
+    assert problems(report.findings, "vanishing signal") == []
+
+
+def test_gradients_growing_towards_the_input_explode():
+    # Linear, no biases: the first layer's tiny weights shrink what the later
+    # layers see (their gradients), while the later unit-scale weights pass
+    # the loss gradient back to the first layer undiminished.
+    scales = {"first": 1e-4, "middle": 1.0, "last": 1.0}
+    model = keras.Sequential([keras.Input((16,))] + [
+        keras.layers.Dense(1 if name == "last" else 32, use_bias=False, name=name,
+                           kernel_initializer=kinit.RandomNormal(stddev=scale, seed=i))
+        for i, (name, scale) in enumerate(scales.items())])
+    model.compile("sgd", "mse")
+    targets = RNG.normal(size=(64, 1))
+    findings = diagnose(model, X, targets).findings
+    w_first, w_middle, w_last = (w.astype(np.float64) for w in model.get_weights())
+    x = X.astype(np.float64)
+    h_first = x @ w_first
+    h_middle = h_first @ w_middle
+    d_out = 2 * (h_middle @ w_last - targets) / len(x)
+    d_middle = d_out @ w_last.T
+
+    def rms(gradient):
+        return np.linalg.norm(gradient) / np.sqrt(gradient.size)
+
+    first, last = rms(x.T @ (d_middle @ w_middle.T)), rms(h_middle.T @ d_out)
+    assert first / last > 100
+    (finding,) = problems(findings, "exploding gradients")
+    numbers = re.fullmatch(r"exploding gradients: gradient RMS is (\S+) at the last layer 'last' and "
+                           r"(\S+) at the first layer 'first' \(up (\S+)x; threshold 100x\)", finding)
+    assert [float(n) for n in numbers.groups()] == pytest.approx([last, first, first / last], rel=2e-3)

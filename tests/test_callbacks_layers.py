@@ -94,3 +94,54 @@ def test_variables_of_composite_layers_are_named_below_the_layer():
 def test_layer_filter_is_a_regex_on_paths():
     model = keras.Sequential([keras.Input((8,)), block("block_a"), keras.layers.Dense(2, name="head")])
     assert [e.path for e in discover(model, layer_filter=r"block_a/")] == ["block_a/dense", "block_a/proj"]
+
+
+class ThreeProjections(keras.Model):
+    """Sibling layers named proj, proj, proj_2: a naive suffix collides."""
+
+    def __init__(self):
+        super().__init__(name="three")
+        self.first = keras.layers.Dense(4, name="proj")
+        self.second = keras.layers.Dense(4, name="proj")
+        self.third = keras.layers.Dense(4, name="proj_2")
+
+    def call(self, x):
+        return self.first(x) + self.second(x) + self.third(x)
+
+
+class Scales(keras.layers.Layer):
+    """Variables named w, w, w_2 in one layer."""
+
+    def build(self, input_shape):
+        self.scales = [self.add_weight(shape=(input_shape[-1],), name=name) for name in ("w", "w", "w_2")]
+
+    def call(self, x):
+        return x * self.scales[0] * self.scales[1] * self.scales[2]
+
+
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called")
+def test_suffixes_never_collide_with_a_sibling_name():
+    model = ThreeProjections()
+    model(X)
+    paths = [e.path for e in discover(model) if e.layer is not model]
+    assert paths == ["proj", "proj_3", "proj_2"]
+    assert [e.layer for e in discover(model)][:3] == [model.first, model.second, model.third]
+
+
+def test_variable_suffixes_never_collide_with_a_sibling_variable_name():
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, Scales(name="scales")(inputs))
+    (entry,) = discover(model)
+    assert [name for name, _ in entry.weights] == ["w", "w_3", "w_2"]
+
+
+def test_tensors_of_one_call_are_told_apart_from_calls():
+    inputs = keras.Input((3, 8))
+    sequence, state_h, state_c = keras.layers.LSTM(4, return_sequences=True, return_state=True,
+                                                   name="lstm")(inputs)
+    shared = keras.layers.Dense(2, name="shared")
+    model = keras.Model(inputs, [shared(sequence), shared(state_h), state_c])
+    names = [(r["layer"], r["name"]) for r in diagnose(model, X[:, None, :].repeat(3, axis=1)).rows
+             if r["kind"] == "activation"]
+    assert names == [("lstm", "output/0"), ("lstm", "output/1"), ("lstm", "output/2"),
+                     ("shared", "output"), ("shared", "output_1")]

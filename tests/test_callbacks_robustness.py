@@ -52,11 +52,13 @@ def test_unwritable_log_dir_is_reported_at_train_begin_and_training_goes_on(tmp_
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with caplog.at_level(logging.WARNING, logger="callbacks"):
-        history = regression().fit(X, Y, epochs=2, verbose=0,
-                                   callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
+        history = dead_regression().fit(X, Y, epochs=2, verbose=0,
+                                        callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
     assert len(history.history["loss"]) == 2
     reports = warnings_of(caplog, "cannot write TensorBoard logs")
     assert len(reports) == 1 and str(blocker / "logs") in reports[0]
+    # The findings still reach the log.
+    assert len(warnings_of(caplog, "InitDiagnostics step 0: dead units in 'hidden'")) == 1
 
 
 def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, caplog, monkeypatch):
@@ -81,7 +83,8 @@ def test_freq_and_switches_choose_steps_and_kinds(tmp_path):
     regression().fit(X, Y, epochs=5, verbose=0, callbacks=[callback])
     events = read_events(tmp_path)
     assert events.tags("histograms") == {"activations/out/output"}
-    assert sorted(events.values["activations/out/output"]) == [0, 2, 4]
+    # Every second epoch, and the last one (5), which training ended on.
+    assert sorted(events.values["activations/out/output"]) == [0, 2, 4, 5]
 
 
 @pytest.mark.parametrize("probe, problem", [
@@ -109,3 +112,70 @@ def test_a_callback_reused_on_another_model_starts_over(tmp_path):
     events = read_events(tmp_path)
     assert sorted(events.values["weights/solo/kernel"]) == [0, 1]
     assert sorted(events.values["weights/hidden/kernel"]) == [0, 1]
+
+
+def test_every_log_is_written_beside_keras_tensorboard_with_update_freq(tmp_path):
+    # Keras's TensorBoard(update_freq=3) records only when its batch counter is
+    # a multiple of 3, for every summary written during training.
+    keras_board = keras.callbacks.TensorBoard(tmp_path / "keras", update_freq=3)
+    regression().fit(X, Y, batch_size=8, epochs=2, verbose=0,  # epochs end at batches 4 and 8
+                     callbacks=[keras_board, InitDiagnostics(tmp_path / "diagnostics", PROBE)])
+    events = read_events(tmp_path / "diagnostics")
+    assert sorted(events.values["weights/hidden/kernel"]) == [0, 1, 2]
+
+
+def test_a_summary_tensorflow_declines_to_write_is_a_warning(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(callbacks.writer.tf.summary.experimental, "write_raw_pb",
+                        lambda *args, **kwargs: False)
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        history = regression().fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
+    assert len(history.history["loss"]) == 1
+    failures = warnings_of(caplog, "logging the event file failed")
+    assert len(failures) == 1 and "declined to write the summaries of step 0" in failures[0]
+
+
+def test_probe_targets_must_be_as_many_as_the_inputs():
+    with pytest.raises(ValueError, match=r"InitDiagnostics: argument `probe_data`.*8 examples.*"
+                                         r"batch sizes \[5\]"):
+        InitDiagnostics("logs", (X[:8], Y[:5]))
+
+
+def test_failing_gradients_leave_weights_and_activations_logged(tmp_path, caplog):
+    keras.utils.set_random_seed(2)
+    labels = np.arange(32) % 3
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, "softmax", name="head")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    one_hot = np.eye(3, dtype="float32")[labels[:8]]  # the wrong target format for this loss
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        model.fit(X, labels, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], one_hot))])
+    histograms = read_events(tmp_path).values
+    for tag in ("weights/head/kernel", "activations/head/output"):
+        assert sorted(histograms[tag]) == [0, 1, 2]
+    assert not any(tag.startswith("gradients/") for tag in histograms)
+    failures = warnings_of(caplog, "gradients are not logged")
+    assert len(failures) == 1 and "ValueError" in failures[0]
+
+
+def dead_regression():
+    """`regression()` with every hidden ReLU unit dead (bias -20)."""
+    model = regression()
+    model.get_layer("hidden").bias.assign(np.full(8, -20.0))
+    return model
+
+
+class Revive(keras.callbacks.Callback):
+    """Sets the hidden biases to zero after the first epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.get_layer("hidden").bias.assign(np.zeros(8))
+
+
+def test_findings_that_go_away_are_said_to_be_gone(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        dead_regression().fit(X, Y, epochs=2, verbose=0,
+                              callbacks=[Revive(), InitDiagnostics(tmp_path, PROBE)])
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("InitDiagnostics step")]
+    assert len(steps) == 2 and "dead units in 'hidden'" in steps[0]
+    assert steps[1] == "InitDiagnostics step 1: the earlier problems are gone."
+    findings = read_events(tmp_path).values["findings"]
+    assert sorted(findings) == [0, 1] and findings[1].item() == b"No problems found at step 1."

@@ -78,6 +78,20 @@ def test_loader_searches_places_in_order(tmp_path):
     assert loaded.source == str(tmp_path / "second")
 
 
+def test_loader_default_order_is_keras_cache_then_debian_then_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data_module, "DEBIAN_DIR", tmp_path / "debian")
+    downloads = []
+    monkeypatch.setattr(data_module, "keras_download",
+                        lambda: downloads.append(1) or data_module.FashionMnist(*[None] * 4, "download"))
+    assert data_module.load_fashion_mnist().source == "download" and len(downloads) == 1
+    write_dataset(tmp_path / "debian")
+    assert data_module.load_fashion_mnist().source == str(tmp_path / "debian")
+    write_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert data_module.load_fashion_mnist().source == str(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert len(downloads) == 1
+
+
 def cut_gzip_stream(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
@@ -134,6 +148,23 @@ def test_an_explicit_data_dir_without_the_files_is_an_error_not_a_fallback(tmp_p
         data_module.load_fashion_mnist(data_dir=tmp_path / "empty", search_dirs=[tmp_path / "good"])
 
 
+def test_a_data_dir_that_does_not_exist_is_said_to_be_missing(tmp_path):
+    with pytest.raises(data_module.DataNotFoundError, match="--data-dir .*absent does not exist"):
+        data_module.load_fashion_mnist(data_dir=tmp_path / "absent")
+
+
+@pytest.mark.parametrize("error", [PermissionError, FileNotFoundError])
+def test_an_unreadable_file_is_not_called_a_broken_gzip_file(tmp_path, monkeypatch, error):
+    write_dataset(tmp_path)
+
+    def refuse(path, *args, **kwargs):
+        raise error(13, "refused", str(path))
+
+    monkeypatch.setattr(data_module.gzip, "open", refuse)
+    with pytest.raises(error, match="refused"):
+        data_module.load_fashion_mnist(data_dir=tmp_path)
+
+
 # --- the scheme registry and flags -------------------------------------------
 
 def test_schemes_kinit_lacks_are_skipped_with_a_notice():
@@ -150,9 +181,25 @@ def test_schemes_kinit_lacks_are_skipped_with_a_notice():
 def test_quick_mode_defaults_yield_to_explicit_flags():
     quick = comparison.parse_args(["--quick", "--epochs", "3"])
     assert (quick.epochs, quick.train_size, quick.test_size) == (3, 3000, 1000)
+    sized = comparison.parse_args(["--quick", "--train-size", "500"])
+    assert (sized.epochs, sized.train_size, sized.test_size) == (2, 500, 1000)
     full = comparison.parse_args([])
     assert (full.epochs, full.train_size, full.test_size) == (10, None, None)
-    assert [s.name for s in scheme_registry.COMPARISON] == full.schemes
+    # Every scheme of the README's table, in its order, in both modes.
+    readme_order = ["zeros", "ones", "uniform", "uniform_fan_in", "normal_fan_in", "keras_default",
+                    "he_normal", "orthogonal", "auto", "lsuv"]
+    assert full.schemes == quick.schemes == readme_order
+
+
+def test_orthogonal_gain_is_kinits_gain_of_the_activation():
+    import math
+
+    import kinit
+
+    assert scheme_registry.activation_gain("relu6") == math.sqrt(2.0)
+    # Keras's "leaky_relu" has slope 0.2 (torch's default is 0.01).
+    assert scheme_registry.activation_gain("leaky_relu") == kinit.calculate_gain("leaky_relu", 0.2)
+    assert scheme_registry.activation_gain("softmax") == scheme_registry.activation_gain(None) == 1.0
 
 
 # --- the comparison, end to end on a synthetic stand-in ----------------------
@@ -190,19 +237,17 @@ def test_quick_mode_writes_the_table_and_both_plots(quick_run):
 
 
 def test_quick_mode_logs_metrics_and_histograms_for_every_scheme(quick_run):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard_events import read_events
 
+    dense_layers = ("dense_1", "dense_2", "output")  # the names build_model gives
     for scheme in expected_schemes():
         run_dir = quick_run.log_dir / scheme
-        tags = {}
-        for events in run_dir.rglob("events.out.tfevents*"):
-            accumulator = EventAccumulator(str(events.parent), size_guidance={"tensors": 0})
-            accumulator.Reload()
-            for tag in accumulator.Tags()["tensors"]:
-                plugin = accumulator.SummaryMetadata(tag).plugin_data.plugin_name
-                tags[f"{events.parent.name}/{tag}"] = plugin
-        assert tags.get("validation/epoch_accuracy") == "scalars", scheme
-        assert "histograms" in tags.values(), scheme
+        assert read_events(run_dir / "validation").plugin.get("epoch_accuracy") == "scalars", scheme
+        diagnostics = read_events(run_dir / "diagnostics")
+        for layer in dense_layers:
+            for tag in (f"weights/{layer}/kernel", f"activations/{layer}/output", f"gradients/{layer}/kernel"):
+                assert diagnostics.plugin.get(tag) == "histograms", (scheme, tag)
+                assert sorted(diagnostics.values[tag]) == [0, 1, 2], (scheme, tag)
 
 
 def test_zeros_stays_at_chance_while_the_keras_default_learns(quick_run, synthetic_dir):
@@ -215,18 +260,32 @@ def test_zeros_stays_at_chance_while_the_keras_default_learns(quick_run, synthet
     assert float(rows["keras_default"]["val_accuracy"]) >= chance + 0.4
 
 
-def test_the_same_seed_gives_the_same_table(synthetic_dir, tmp_path):
-    def table(seed: int, name: str) -> list[dict]:
-        result = comparison.main(["--quiet", "--epochs", "1", "--data-dir", str(synthetic_dir),
-                                  "--schemes", "keras_default", "--seed", str(seed),
-                                  "--train-size", "256", "--test-size", "100", "--probe-size", "32",
-                                  "--output-dir", str(tmp_path / name)])
-        return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in result.rows]
+def test_the_same_seed_gives_the_same_table(synthetic_dir, tmp_path, fresh_python):
+    # kinit's own schemes, one of them data-dependent (LSUV): once here, then
+    # in a fresh process, and there again with another seed.
+    def flags(seed: int, name: str, schemes=("he_normal", "lsuv")) -> list[str]:
+        return ["--quiet", "--epochs", "1", "--data-dir", str(synthetic_dir), "--schemes", *schemes,
+                "--seed", str(seed), "--train-size", "256", "--test-size", "100", "--probe-size", "32",
+                "--output-dir", str(tmp_path / name)]
 
-    first, again, other = table(7, "a"), table(7, "b"), table(8, "c")
-    for key in ("train_loss", "val_loss", "val_accuracy"):
-        assert again[0][key] == pytest.approx(first[0][key], rel=1e-5, abs=1e-6)
-    assert other[0]["train_loss"] != pytest.approx(first[0]["train_loss"], rel=1e-3)
+    def table(name: str) -> list[dict]:
+        return read_csv(tmp_path / name / "results.csv")
+
+    comparison.main(flags(7, "here"))
+    process = fresh_python(f"""
+        import sys
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        import fashion_mnist_comparison
+        fashion_mnist_comparison.main({flags(7, "fresh")!r})
+        fashion_mnist_comparison.main({flags(8, "other", schemes=("he_normal",))!r})
+    """)
+    assert process.returncode == 0, process.stderr[-2000:]
+    here, fresh, other = table("here"), table("fresh"), table("other")
+    assert [row["scheme"] for row in fresh] == [row["scheme"] for row in here] == ["he_normal", "lsuv"]
+    for row, again in zip(here, fresh):
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert float(again[key]) == pytest.approx(float(row[key]), rel=1e-5, abs=1e-6), (row["scheme"], key)
+    assert float(other[0]["train_loss"]) != pytest.approx(float(here[0]["train_loss"]), rel=1e-3)
 
 
 # --- signal propagation ------------------------------------------------------

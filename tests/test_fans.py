@@ -56,6 +56,43 @@ def test_layer_built_with_layout_gets_the_he_variance():
     assert abs(kernel.var() - expected) < 5 * expected * math.sqrt(2 / kernel.size)
 
 
+@pytest.mark.parametrize(
+    "layer,input_shape,fan_in,fan_out",
+    [
+        # One input feature axis b to two output axes c, d.
+        (keras.layers.EinsumDense("ab,bcd->acd", (4, 8)), (None, 16), 16, 4 * 8),
+        # A Dense over the last axis of a sequence (the equation MultiHeadAttention's projections use).
+        (keras.layers.EinsumDense("abc,cde->abde", (None, 2, 8)), (None, 5, 12), 12, 2 * 8),
+        # Two contracted axes (MultiHeadAttention's output projection).
+        (keras.layers.EinsumDense("abcd,cde->abe", (None, 12)), (None, 5, 2, 8), 2 * 8, 12),
+        # b is in the input and the output: one kernel slice per b, counted in neither fan.
+        (keras.layers.EinsumDense("abc,bcd->abd", (5, 7)), (None, 5, 6), 6, 7),
+        (keras.layers.EinsumDense("...b,bc->...c", 3), (None, 4, 6), 6, 3),
+    ],
+    ids=["ab,bcd->acd", "abc,cde->abde", "abcd,cde->abe", "abc,bcd->abd", "...b,bc->...c"],
+)
+def test_fans_of_einsum_dense_kernels_come_from_the_equation(layer, input_shape, fan_in, fan_out):
+    shape = built_kernel_shape(layer, input_shape)
+    assert kinit.compute_fans(shape, layer.equation) == (fan_in, fan_out)
+
+
+def test_an_initializer_with_an_equation_layout_gets_the_he_variance():
+    # Kernel (64, 4, 8): fan_in 64; the standard reading would give 64·4 = 256.
+    init = kinit.HeNormal(distribution="normal", kernel_layout="ab,bcd->acd", seed=0)
+    layer = keras.layers.EinsumDense("ab,bcd->acd", (4, 8), kernel_initializer=init)
+    layer.build((None, 64))
+    kernel = keras.ops.convert_to_numpy(layer.kernel).ravel()
+    expected = 2 / 64
+    assert abs(kernel.var() - expected) < 5 * expected * math.sqrt(2 / kernel.size)
+
+
+def test_an_equation_that_does_not_fit_the_kernel_is_named():
+    with pytest.raises(ValueError, match=r"'ab,bc->ac'.*2 axes.*\(3, 4, 5\)"):
+        kinit.compute_fans((3, 4, 5), "ab,bc->ac")
+    with pytest.raises(ValueError, match="kernel_layout.*EinsumDense equation"):
+        kinit.HeNormal(kernel_layout="ab,bc")
+
+
 def test_small_ranks_follow_keras():
     assert kinit.compute_fans(()) == (1, 1)
     assert kinit.compute_fans((7,)) == (7, 7)
@@ -66,17 +103,19 @@ def test_unknown_layout_is_named():
         kinit.compute_fans((3, 3), "sideways")
 
 
-torch_nn_init = pytest.importorskip("torch.nn.init", reason="torch cross-check needs torch")
+def torch_calculate_gain():
+    # Imported here, not at module level: without torch only these cross-checks skip.
+    return pytest.importorskip("torch.nn.init", reason="torch cross-check needs torch").calculate_gain
 
 
 @pytest.mark.parametrize("name", sorted(set(TABLE_GAINS) - {"identity"}))
 def test_table_gains_agree_with_torch(name):
-    assert kinit.calculate_gain(name) == pytest.approx(torch_nn_init.calculate_gain(name), rel=1e-12)
+    assert kinit.calculate_gain(name) == pytest.approx(torch_calculate_gain()(name), rel=1e-12)
 
 
 @pytest.mark.parametrize("slope", [None, 0.0, 0.2, 1.0])
 def test_leaky_relu_gain_agrees_with_torch(slope):
-    expected = torch_nn_init.calculate_gain("leaky_relu", 0.01 if slope is None else slope)
+    expected = torch_calculate_gain()("leaky_relu", 0.01 if slope is None else slope)
     assert kinit.calculate_gain("leaky_relu", slope) == pytest.approx(expected, rel=1e-12)
 
 

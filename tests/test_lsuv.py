@@ -143,6 +143,20 @@ def test_wrong_input_shape_names_the_expected_shape():
         kinit.lsuv(model, np.zeros((10, 64), "float32"), tol=0.0)
 
 
+def test_dict_inputs_are_matched_by_input_name_not_key_order():
+    b, a = keras.Input((4,), name="b"), keras.Input((4,), name="a")
+    model = keras.Model([b, a], [layers.Dense(8, name="on_b")(b), layers.Dense(8, name="on_a")(a)])
+    rng = np.random.default_rng(6)
+    x = {"a": 100.0 * rng.normal(size=(256, 4)), "b": 0.01 * rng.normal(size=(256, 4))}
+    report = kinit.lsuv(model, {k: v.astype("float32") for k, v in x.items()}, seed=0)
+    assert report.converged, str(report)
+    for name in ("a", "b"):
+        std = np.std(keras.ops.convert_to_numpy(model.get_layer(f"on_{name}")(x[name].astype("float32"))))
+        assert abs(std - TARGET) <= TOL * TARGET * 1.01, (name, std)
+    with pytest.raises(ValueError, match=r"missing \['b'\].*unexpected \['c'\]"):
+        kinit.lsuv(model, {"a": x["a"], "c": x["b"]})
+
+
 def test_layers_argument_seed_and_distinct_orthogonal_kernels():
     def model():
         inputs = keras.Input((32,))
@@ -193,6 +207,11 @@ def test_a_subclassed_model_is_calibrated_in_the_order_its_layers_run():
     assert [row.path for row in report] == [model.first.name, model.last.name]
     assert report.converged
     check_targets_on_new_batch([model.first, model.last], report, x_fit, x_new)
+    # A wrong shape is refused before any kernel is touched.
+    kernel = model.first.kernel.numpy()
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(1, 16\) \(any batch size\); received x of shape \(256, 8\)"):
+        kinit.lsuv(model, x_fit[:, :8])
+    np.testing.assert_array_equal(model.first.kernel.numpy(), kernel)
 
 
 def test_a_calibrated_model_still_trains():

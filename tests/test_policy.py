@@ -128,6 +128,42 @@ def test_transposed_and_depthwise_kernels_use_their_own_fans():
     assert_moments(value(model, "depthwise/kernel"), 2 / 9, NORMAL_KURTOSIS)
 
 
+def test_einsum_dense_kernels_get_their_fans_from_the_equation():
+    inputs = keras.Input((64,))
+    # A sequence of 8 steps of 32 features.
+    sequence = layers.EinsumDense("ab,bcd->acd", (8, 32), activation="relu", name="einsum")(inputs)
+    attended = layers.MultiHeadAttention(num_heads=4, key_dim=16, name="mha")(sequence, sequence)
+    model = keras.Model(inputs, attended)
+    fill(model)
+    rows = rows_by_weight(kinit.initialize(model, seed=4))
+    # Kernel (64, 8, 32): fan_in 64 (the standard reading: 64·8).
+    assert "'ab,bcd->acd'" in rows[("einsum", "kernel")].reason
+    assert_moments(value(model, "einsum/kernel"), 2 / 64, NORMAL_KURTOSIS)
+    # Query kernel (32, 4, 16) "abc,cde->abde": fans 32 and 64 (standard: 128 and 512).
+    assert_moments(value(model, "mha/query/kernel"), 2 / (32 + 64), UNIFORM_KURTOSIS)
+    # Output kernel (4, 16, 32) "abcd,cde->abe": fans 64 and 32 (standard: 64 and 128).
+    assert_moments(value(model, "mha/attention_output/kernel"), 2 / (64 + 32), UNIFORM_KURTOSIS)
+
+
+def test_pooling_padding_cropping_and_reshaping_do_not_hide_the_nonlinearity():
+    inputs = keras.Input((8, 8, 3))
+    h = layers.Conv2D(4, 3, padding="same", name="pooled")(inputs)
+    h = layers.ReLU(name="relu")(layers.MaxPooling2D(name="pool")(h))
+    h = layers.Conv2D(4, 3, padding="same", name="reshaped")(h)
+    h = layers.Cropping2D(1, name="crop")(layers.ZeroPadding2D(1, name="pad")(h))
+    h = layers.Reshape((16, 4), name="reshape")(h)
+    h = layers.Activation("selu", name="selu")(h)
+    h = layers.Conv1D(4, 3, name="global")(h)
+    h = layers.GlobalAveragePooling1D(name="gap")(h)
+    model = keras.Model(inputs, layers.LeakyReLU(0.2, name="leaky")(h))
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    assert rows[("pooled", "kernel")].scheme.startswith("He normal, gain √2")
+    assert "'pool' then 'relu'" in rows[("pooled", "kernel")].reason
+    assert rows[("reshaped", "kernel")].scheme.startswith("LeCun normal")
+    assert "'pad' then 'crop' then 'reshape' then 'selu'" in rows[("reshaped", "kernel")].reason
+    assert "LeakyReLU(0.2)" in rows[("global", "kernel")].reason
+
+
 def test_next_layer_is_found_across_nesting_and_in_subclassed_models():
     inner = keras.Sequential([keras.Input((16,)), layers.Dense(16, name="inner_dense")], name="inner")
     inputs = keras.Input((16,))
@@ -151,6 +187,56 @@ def test_next_layer_is_found_across_nesting_and_in_subclassed_models():
     gain = kinit.calculate_gain("elu", 0.5)
     assert rows[(block.dense.name, "kernel")].scheme.startswith(f"He normal, gain {gain:.4g}")
     assert rows[(block.out.name, "kernel")].scheme.startswith("Glorot uniform")
+
+
+class SkipLSTM(layers.Layer):
+    """A custom layer with a kernel of its own next to an LSTM sublayer."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rnn = layers.LSTM(64)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
+
+    def call(self, x):
+        return keras.ops.matmul(x[:, -1], self.kernel) + self.rnn(x)
+
+
+def test_a_layer_holding_a_recurrent_layer_is_not_a_recurrent_cell():
+    inputs = keras.Input((5, 128))
+    model = keras.Model(inputs, layers.ReLU()(SkipLSTM(name="skip")(inputs)))
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    # Its own kernel follows the rules for kernels (He before a ReLU), not an RNN cell's.
+    assert rows[("skip", "kernel")].scheme.startswith("He normal"), rows[("skip", "kernel")]
+    assert_moments(value(model, "skip/kernel"), 2 / 128, NORMAL_KURTOSIS)
+    assert rows[("skip/lstm/lstm_cell", "recurrent_kernel")].scheme.startswith("orthogonal")
+
+
+class Projected(keras.Model):
+    """A subclassed model with weights of its own besides a sublayer's."""
+
+    def __init__(self):
+        super().__init__(name="projected")
+        self.head = layers.Dense(4, name="head")
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
+        self.bias = self.add_weight(shape=(64,), name="bias")
+
+    def call(self, x):
+        return self.head(keras.ops.matmul(x, self.kernel) + self.bias)
+
+
+def test_the_weights_a_subclassed_model_creates_itself_are_initialized():
+    model = Projected()
+    model(np.zeros((1, 32), "float32"))
+    fill(model)
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+    assert len(rows) == len(model.weights) == 4
+    assert rows[("projected", "kernel")].scheme.startswith("Glorot uniform")
+    assert_moments(model.kernel.numpy(), 2 / (32 + 64), UNIFORM_KURTOSIS)
+    np.testing.assert_array_equal(model.bias.numpy(), 0.0)
 
 
 def residual_model():
@@ -211,6 +297,16 @@ def test_a_policy_can_be_one_scheme_or_a_map_with_auto_as_fallback():
 
     with pytest.raises(ValueError, match="unknown initializer name 'no_such_scheme'"):
         kinit.initialize(model, "no_such_scheme")
+
+
+def test_policy_names_are_explicit_where_snake_case_misleads():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide")])
+    report = kinit.initialize(model, "zero_init")
+    assert isinstance(report[0].initializer, kinit.ZerO)
+    # The automatic snake_case of "ZerO" is no name; the error lists every valid one.
+    with pytest.raises(ValueError, match=r"unknown initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
+        kinit.initialize(model, "zer_o")
+    assert all(repr(name) in str(error.value) for name in ("he_normal", "xavier_uniform", "delta_orthogonal"))
     with pytest.raises(ValueError, match="keys of a `policy` dict"):
         kinit.initialize(model, {3: "he_normal"})
 
@@ -240,6 +336,17 @@ def test_bad_arguments_and_unbuilt_models_fail_clearly():
         kinit.initialize(model, relu_bias=-1.0)
     with pytest.raises(ValueError, match="seed"):
         kinit.initialize(model, seed="x")
+
+
+def test_a_scheme_that_cannot_fill_a_later_weight_leaves_the_model_unchanged():
+    inputs = keras.Input((8,))
+    h = layers.Reshape((8, 1))(layers.Dense(8, name="dense")(inputs))
+    model = keras.Model(inputs, layers.Conv1D(4, 3, name="conv")(h))
+    fill(model)
+    with pytest.raises(ValueError, match=r"Identity: cannot fill a kernel of shape \(3, 1, 4\)"):
+        kinit.initialize(model, "identity")
+    for weight in model.weights:
+        np.testing.assert_array_equal(weight.numpy(), 3.0, err_msg=weight.path)
 
 
 def test_an_initialized_model_still_trains():

@@ -69,3 +69,19 @@ def test_same_seed_same_model_in_process():
     digest = lambda ks: hashlib.sha256(b"".join(k.tobytes() for k in ks)).hexdigest()
     assert digest(two_layer_kernels(kinit.LecunUniform(seed=5))) == digest(two_layer_kernels(kinit.LecunUniform(seed=5)))
     assert digest(two_layer_kernels(kinit.LecunUniform(seed=5))) != digest(two_layer_kernels(kinit.LecunUniform(seed=6)))
+
+
+def test_clone_rebuilds_a_shared_seeded_instance_per_layer_so_it_repeats():
+    # Pinned limitation: each cloned layer rebuilds the initializer from its
+    # config, at call 0, so same-shaped layers of the clone get equal kernels.
+    shared = kinit.HeNormal(seed=1)
+    original = keras.Sequential([keras.Input((16,))] + [keras.layers.Dense(16, kernel_initializer=shared) for _ in range(2)])
+    first, second = (keras.ops.convert_to_numpy(layer.kernel) for layer in original.layers)
+    assert not np.array_equal(first, second)
+    clone = keras.models.clone_model(original)
+    cloned = [keras.ops.convert_to_numpy(layer.kernel) for layer in clone.layers]
+    np.testing.assert_array_equal(cloned[0], first)
+    np.testing.assert_array_equal(cloned[1], first)
+    # The documented remedy: re-initialize the clone with a seed.
+    kinit.initialize(clone, seed=1)
+    assert not np.array_equal(*(keras.ops.convert_to_numpy(layer.kernel) for layer in clone.layers))

@@ -39,6 +39,19 @@ def test_string_names_resolve(name):
     assert type(initializer).__module__.startswith("kinit.")
 
 
+@pytest.mark.parametrize(
+    "alias,cls",
+    [("XavierNormal", kinit.GlorotNormal), ("XavierUniform", kinit.GlorotUniform),
+     ("KaimingNormal", kinit.HeNormal), ("KaimingUniform", kinit.HeUniform)],
+)
+def test_alias_names_resolve_and_serialize_under_the_class_name(alias, cls):
+    initializer = keras.initializers.get(f"kinit>{alias}")
+    assert type(initializer) is cls
+    # The alias adds a name to look up; the class still saves under its own.
+    assert keras.saving.serialize_keras_object(initializer)["registered_name"] == f"kinit>{cls.__name__.split('.')[-1]}"
+    assert keras.saving.get_registered_name(cls) == f"kinit>{cls.__name__.split('.')[-1]}"
+
+
 def test_config_dicts_resolve():
     initializer = keras.initializers.get(
         {"class_name": "kinit>HeNormal", "config": {"negative_slope": 0.2, "seed": 3}}

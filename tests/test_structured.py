@@ -108,6 +108,20 @@ def test_delta_orthogonal_conv2d_same_padding_scales_norms_by_gain():
     np.testing.assert_allclose(norms(run_layer(layer, x)), gain * norms(x), rtol=1e-5)
 
 
+def test_delta_orthogonal_valid_padding_keeps_each_positions_norm_but_drops_the_border():
+    # The guarantee is per output position: ‖y[p]‖ = gain·‖x[p + centre]‖.
+    # `valid` padding has no output for the border positions, so the whole
+    # tensor's norm is gain times the norm of the interior only.
+    gain = 1.5
+    layer = keras.layers.Conv2D(
+        8, 3, padding="valid", use_bias=False, kernel_initializer=kinit.DeltaOrthogonal(gain, seed=6)
+    )
+    x = np.random.default_rng(1).normal(size=(2, 5, 7, 4))
+    y = run_layer(layer, x)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), gain * np.linalg.norm(x[:, 1:-1, 1:-1], axis=-1), rtol=1e-5)
+    assert np.all(norms(y) < 0.9 * gain * norms(x))
+
+
 # ------------------------------------------------------ ConvolutionOrthogonal
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 import kinit
+from kinit.validation import check_bool, check_number
 
 NAN, INF = math.nan, math.inf
 
@@ -79,3 +81,86 @@ def test_message_states_value_and_rule():
 def test_numpy_scalars_are_accepted():
     init = kinit.RandomNormal(mean=np.float32(0.5), stddev=np.float64(2.0), seed=np.int64(3))
     assert init.get_config() == {"mean": 0.5, "stddev": 2.0, "seed": 3}
+
+
+@pytest.mark.parametrize(
+    "kwargs,value,allowed",
+    [
+        ({"minimum": 0.0, "maximum": 1.0, "strict": False}, 1.5, "a finite number in [0, 1]"),
+        ({"minimum": 0.0, "maximum": 1.0}, 1.0, "a finite number in (0, 1)"),
+        ({"maximum": 2.0, "strict": False}, 2.5, "a finite number <= 2"),
+        ({"maximum": 2.0}, 2.0, "a finite number < 2"),
+    ],
+)
+def test_check_number_maximum_states_the_interval(kwargs, value, allowed):
+    with pytest.raises(ValueError, match=re.escape(f"must be {allowed}; received x={value!r}")):
+        check_number("owner", "x", value, **kwargs)
+
+
+def test_check_number_bounds_are_inclusive_unless_strict():
+    assert check_number("owner", "x", 1.0, minimum=0.0, maximum=1.0, strict=False) == 1.0
+    assert check_number("owner", "x", 0.5, minimum=0.0, maximum=1.0) == 0.5
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None, np.float32(1.0)])
+def test_check_bool_refuses_truthy_stand_ins(value):
+    with pytest.raises(ValueError, match=r"owner: argument `flag` must be True or False; received flag="):
+        check_bool("owner", "flag", value)
+
+
+def test_check_bool_returns_the_value():
+    assert check_bool("owner", "flag", True) is True and check_bool("owner", "flag", False) is False
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import keras
+
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+
+
+BAD_INITIALIZE_ARGUMENTS = [
+    ({"embedding_stddev": 0.0}, "embedding_stddev"),
+    ({"embedding_stddev": -0.02}, "embedding_stddev"),
+    ({"embedding_stddev": "small"}, "embedding_stddev"),
+    ({"relu_bias": -0.01}, "relu_bias"),
+    ({"relu_bias": NAN}, "relu_bias"),
+    ({"zero_residual_gamma": 1}, "zero_residual_gamma"),
+    ({"zero_residual_gamma": "yes"}, "zero_residual_gamma"),
+    ({"policy": 5}, "policy"),
+    ({"policy": ["he_normal"]}, "policy"),
+    ({"policy": {"dense": 3}}, "policy"),
+    ({"seed": -1}, "seed"),
+]
+
+
+@pytest.mark.parametrize("kwargs,argument", BAD_INITIALIZE_ARGUMENTS, ids=lambda v: repr(v)[:40])
+def test_bad_initialize_argument_is_named(tiny_model, kwargs, argument):
+    with pytest.raises(ValueError, match=f"^initialize: .*{argument}"):
+        kinit.initialize(tiny_model, **kwargs)
+
+
+BAD_LSUV_ARGUMENTS = [
+    ({"target_std": 0.0}, "target_std"),
+    ({"target_std": -1.0}, "target_std"),
+    ({"tol": 0.0}, "tol"),
+    ({"tol": NAN}, "tol"),
+    ({"max_iter": -1}, "max_iter"),
+    ({"max_iter": 2.5}, "max_iter"),
+    ({"max_iter": True}, "max_iter"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 8.0}, "batch_size"),
+    ({"orthogonal_first": 1}, "orthogonal_first"),
+    ({"orthogonal_first": "no"}, "orthogonal_first"),
+    ({"layers": 5}, "layers"),
+    ({"layers": 2.5}, "layers"),
+    ({"layers": [7]}, "layers"),
+    ({"seed": "0"}, "seed"),
+]
+
+
+@pytest.mark.parametrize("kwargs,argument", BAD_LSUV_ARGUMENTS, ids=lambda v: repr(v)[:40])
+def test_bad_lsuv_argument_is_named(tiny_model, kwargs, argument):
+    x = np.zeros((8, 4), "float32")
+    with pytest.raises(ValueError, match=f"^lsuv: .*`{argument}`"):
+        kinit.lsuv(tiny_model, x, **kwargs)
