@@ -1,6 +1,7 @@
 """TensorBoard output: bounded-memory histograms, scalars and text.
 
-`histogram_buckets` bins a tensor where it lives, in fixed-width buckets. A
+`histogram_buckets` bins a tensor where it lives, in fixed-width buckets
+(the tensors of a whole log in one traced call, see `callbacks.traced`). A
 tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
 `tf.function`, so the extra memory is a few chunk-sized buffers whatever the
 tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
@@ -23,7 +24,7 @@ the statistics themselves.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, Tuple
+from typing import Iterable
 
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2
@@ -32,63 +33,73 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.util import tensor_util
 
-#: Elements binned per step; bounds the temporary memory of one histogram.
-CHUNK = 1 << 20
+from callbacks.traced import CHUNK, call_all, fold, is_streamed, traced  # noqa: F401 (CHUNK: documented here)
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
-_FUNCTIONS: Dict[Tuple[tf.DType, bool], tf.types.experimental.GenericFunction] = {}
 
 
-def histogram_buckets(values, buckets: int) -> tf.Tensor:
-    """The ``[buckets, 3]`` float64 histogram of the finite elements of `values`."""
+def histogram_buckets(values, buckets: int):
+    """The ``[buckets, 3]`` float64 histogram of the finite elements of `values`.
+
+    `values` may also be a list of tensors: their histograms, as a list of
+    ``[buckets, 3]`` arrays, are then computed in one traced call.
+    """
+    if isinstance(values, (list, tuple)):
+        calls = [_prepare(one, buckets) for one in values]
+        return list(call_all([f for f, _ in calls], [args for _, args in calls]).numpy()) if calls else []
+    function, arguments = _prepare(values, buckets)
+    return function(*arguments)
+
+
+def _prepare(values, buckets: int):
+    """The traced histogram function for `values` and its arguments."""
     values = tf.convert_to_tensor(values)
-    if not values.dtype.is_floating:
-        values = tf.cast(values, tf.float64)
-    flat = tf.reshape(values, [-1])  # a view, not a copy
-    key = (flat.dtype, flat.shape[0] > CHUNK)
-    if key not in _FUNCTIONS:
-        streamed = key[1]
-        _FUNCTIONS[key] = tf.function(
-            lambda flat, buckets: _histogram(flat, buckets, streamed),
-            input_signature=[tf.TensorSpec([None], flat.dtype), tf.TensorSpec([], tf.int32)],
-        )
-    return _FUNCTIONS[key](flat, tf.constant(buckets, tf.int32))
+    streamed = is_streamed(values.shape.num_elements())
+    function = traced(("histogram", values.dtype, streamed), lambda: (
+        lambda values, buckets: _histogram(values, buckets, streamed),
+        [tf.TensorSpec(None, values.dtype), tf.TensorSpec([], tf.int32)]))
+    return function, (values, tf.constant(buckets, tf.int32))
 
 
-def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor:
+def _histogram(values: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor:
     compute = tf.float64  # float32 would overflow on (max - min) of huge values
-    size = tf.size(flat, out_type=tf.int64)
+    column = tf.reshape(values if values.dtype.is_floating else tf.cast(values, compute), [-1, 1])
+    size = tf.size(column, out_type=tf.int64)
 
-    def chunks(body, initial):
-        """Fold `body(chunk, finite, *state)` over the chunks, one at a time."""
-        def step(start, *state):
-            length = tf.minimum(tf.constant(CHUNK, tf.int64), size - start)
-            chunk = tf.cast(tf.slice(flat, [start], [length]), compute)
-            return (start + length, *body(chunk, tf.math.is_finite(chunk), *state))
+    def extremes(chunk, low, high, count):
+        def finite_only():
+            finite = tf.math.is_finite(chunk)
+            return (tf.reduce_min(tf.where(finite, chunk, chunk.dtype.max)),
+                    tf.reduce_max(tf.where(finite, chunk, chunk.dtype.min)), tf.math.count_nonzero(finite))
 
-        if not streamed:  # a small tensor is its own single chunk
-            return step(tf.constant(0, tf.int64), *initial)[1:]
-        result = tf.while_loop(lambda start, *_: start < size, step,
-                               (tf.constant(0, tf.int64), *initial), parallel_iterations=1)
-        return result[1:]
+        chunk_low, chunk_high, chunk_count = tf.cond(  # the common case needs no mask
+            tf.reduce_all(tf.math.is_finite(chunk)),
+            lambda: (tf.reduce_min(chunk), tf.reduce_max(chunk), tf.size(chunk, out_type=tf.int64)),
+            finite_only)
+        return (tf.minimum(low, tf.cast(chunk_low, compute)), tf.maximum(high, tf.cast(chunk_high, compute)),
+                count + chunk_count)
 
-    def extremes(chunk, finite, low, high, count):
-        return (tf.minimum(low, tf.reduce_min(tf.where(finite, chunk, compute.max))),
-                tf.maximum(high, tf.reduce_max(tf.where(finite, chunk, compute.min))),
-                count + tf.math.count_nonzero(finite))
+    low, high, count = fold(column, extremes, (compute.max, compute.min, tf.constant(0, tf.int64)), streamed)
 
-    low, high, count = chunks(extremes, (compute.max, compute.min, tf.constant(0, tf.int64)))
+    def bin_counts(chunk, counts):
+        values = tf.cast(chunk, compute)
+        return (counts + tf.histogram_fixed_width(values, [low, high], buckets, dtype=tf.int64),)
 
-    def bin_counts(chunk, finite, counts):
+    def bin_finite_counts(chunk, counts):
         # Non-finite values are parked in bucket 0 and taken out again.
-        binned = tf.histogram_fixed_width(tf.where(finite, chunk, low), [low, high], buckets, dtype=tf.int64)
+        values = tf.cast(chunk, compute)
+        finite = tf.math.is_finite(values)
+        binned = tf.histogram_fixed_width(tf.where(finite, values, low), [low, high], buckets, dtype=tf.int64)
         parked = tf.math.count_nonzero(tf.logical_not(finite))
         return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
 
     zeros = tf.zeros([buckets], tf.int64)
     spread = tf.logical_and(count > 0, high > low)
-    counts = tf.cond(spread, lambda: chunks(bin_counts, (zeros,))[0],
-                     lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
+    counts = tf.cond(
+        spread,
+        lambda: tf.cond(tf.equal(count, size), lambda: fold(column, bin_counts, (zeros,), streamed)[0],
+                        lambda: fold(column, bin_finite_counts, (zeros,), streamed)[0]),
+        lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
     fractions = tf.range(buckets + 1, dtype=tf.float64) / tf.cast(buckets, tf.float64)
     # The last edge is set to the maximum itself, not low + (high - low) * 1.
     edges = tf.concat([low + (high - low) * fractions[:-1], [high]], axis=0)
@@ -98,8 +109,15 @@ def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor
 
 def histogram_value(tag: str, values, buckets: int) -> summary_pb2.Summary.Value:
     """A histogram-plugin summary value of the finite elements of `values`."""
-    tensor = tensor_util.make_tensor_proto(histogram_buckets(values, buckets).numpy())
-    return summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA, tensor=tensor)
+    return histogram_values([tag], [values], buckets)[0]
+
+
+def histogram_values(tags, values, buckets: int) -> list:
+    """Histogram-plugin summary values of the finite elements of each of
+    `values`, binned in one traced call."""
+    return [summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA,
+                                      tensor=tensor_util.make_tensor_proto(histogram))
+            for tag, histogram in zip(tags, histogram_buckets(list(values), buckets))]
 
 
 def scalar_value(tag: str, value: float) -> summary_pb2.Summary.Value:
