@@ -31,6 +31,11 @@ class Observation:
     def tag(self) -> str:
         return f"{self.kind}s/{self.layer}/{self.name}"
 
+    @property
+    def tensor(self):
+        """The value as a backend tensor (a Keras variable: the variable it wraps)."""
+        return self.value.value if isinstance(self.value, keras.Variable) else self.value
+
 
 def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
     """``x`` or ``(x, y)`` (or ``(x, y, sample_weight)``) into ``(x, y)``."""
