@@ -173,7 +173,7 @@ class InitDiagnostics(keras.callbacks.Callback):
                 logged.append(observation)
                 values += _scalars(observation, row)
         if self._writer is not None:
-            values += self._histograms(logged)
+            values += self._histograms(logged, rows)
         findings = self._guard("findings", self._report, rows, step)
         if findings is not None and self._writer is not None:
             values.append(text_value("findings", _markdown(findings, step)))
@@ -197,20 +197,23 @@ class InitDiagnostics(keras.callbacks.Callback):
             return [None] * len(observations)
 
     def _row(self, observation, summary: Optional[dict]) -> dict:
-        row = make_row(observation, summary, self._previous.get(observation.tag))
-        if observation.kind == "weight":
-            self._previous[observation.tag] = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)
+        if observation.kind != "weight":
+            return make_row(observation, summary)
+        values = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)  # kept for the next log
+        row = make_row(observation, summary, self._previous.get(observation.tag), values)
+        self._previous[observation.tag] = values
         return row
 
-    def _histograms(self, observations) -> list:
+    def _histograms(self, observations, rows: List[dict]) -> list:
         """Histogram summary values of `observations`, binned in one traced call;
         if that fails, one by one (a failure warns once per kind)."""
         values = [_binnable(o) for o in observations]
+        ranges = [_finite_range(row) for row in rows]  # the statistics found them already
         try:
-            return histogram_values([o.tag for o in observations], values, self.buckets)
+            return histogram_values([o.tag for o in observations], values, self.buckets, ranges)
         except Exception:  # perhaps a single tensor: the others still get theirs
-            histograms = [self._guard(f"{o.kind} histograms", histogram_value, o.tag, value, self.buckets)
-                          for o, value in zip(observations, values)]
+            histograms = [self._guard(f"{o.kind} histograms", histogram_value, o.tag, value, self.buckets, extremes)
+                          for o, value, extremes in zip(observations, values, ranges)]
             return [h for h in histograms if h is not None]
 
     def _report(self, rows: List[dict], step: int) -> Optional[List[Finding]]:
@@ -248,6 +251,11 @@ def _binnable(observation):
     if keras.backend.backend() == "tensorflow":
         return observation.tensor
     return keras.ops.convert_to_numpy(observation.value)
+
+
+def _finite_range(row: dict) -> Optional[tuple]:
+    """(min, max) of a tensor whose values are all finite, else None."""
+    return (row["min"], row["max"]) if row["count"] and not (row["nan"] or row["inf"]) else None
 
 
 def _scalars(observation, row: dict) -> list:

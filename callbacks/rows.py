@@ -45,10 +45,11 @@ def tensor_summaries(observations: List[Observation]) -> List[Optional[dict]]:
 
 
 def make_row(observation: Observation, summary: Optional[dict] = None,
-             previous: Optional[np.ndarray] = None) -> dict:
+             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None) -> dict:
     """The statistics row of `observation`. `summary`: its `tensor_summaries`
     entry, if any (otherwise NumPy computes the numbers); `previous`: the
-    weight's values at the previous look, for the update ratio."""
+    weight's values at the previous look, for the update ratio; `values`:
+    the observation's value as NumPy, if the caller has it already."""
     entry = observation.entry
     value = observation.value
     row = dict.fromkeys(ROW_KEYS)
@@ -58,7 +59,8 @@ def make_row(observation: Observation, summary: Optional[dict] = None,
         activation=entry.activation,
     )
     # Host values only where a statistic needs them: weights, or what NumPy summarizes.
-    values = keras.ops.convert_to_numpy(value) if summary is None or observation.kind == "weight" else None
+    if values is None and (summary is None or observation.kind == "weight"):
+        values = keras.ops.convert_to_numpy(value)
     if summary is None:
         summary = summarize(values)
         if observation.kind == "activation":

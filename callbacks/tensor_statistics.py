@@ -6,7 +6,7 @@ one traced call (`callbacks.traced`): each tensor is summarized where it
 lives and only a few numbers per tensor reach the host, in one transfer.
 
 One pass over row chunks (rows: examples of a layer output, elements of a
-weight) gives everything. Min, max, the non-zero count, each unit's min
+weight) gives everything. Min, max, the count of zeros, each unit's min
 and max (a unit is dead when both are 0) and the saturated count come
 directly; the mean and spread by the pairwise update of Chan, Golub &
 LeVeque (each chunk's per-feature means and squared deviations, merged
@@ -38,7 +38,7 @@ from callbacks.statistics import SATURATION_RULES
 from callbacks.traced import call_all, fold, is_streamed, traced
 
 _F64 = tf.float64
-_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "nonzero", "dead", "saturated")
+_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated")
 
 #: What to summarize: the values, whether they are a layer output (examples
 #: first), and the layer's activation function.
@@ -84,7 +84,7 @@ def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, satur
         "count": size, "nan": 0, "inf": 0, "mean": numbers["mean"],
         "std": float(np.sqrt(numbers["spread"] / size)), "min": numbers["min"], "max": numbers["max"],
         "norm": float(np.sqrt(numbers["spread"] + size * numbers["mean"] ** 2)),
-        "zero_fraction": (size - numbers["nonzero"]) / size,
+        "zero_fraction": numbers["zeros"] / size,
     }
     if per_example:
         result.update(signal=float(np.sqrt(numbers["feature_spread"] / size)),
@@ -112,7 +112,7 @@ def _summary(values: tf.Tensor, streamed: bool, per_example: bool, rule: Optiona
     features = tf.shape(matrix, out_type=tf.int64)[1]
     zero = tf.zeros([], _F64)
 
-    def visit(chunk, rows, means, feature_spread, low, high, nonzero, unit_low, unit_high, saturated):
+    def visit(chunk, rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated):
         values = tf.cast(chunk, _F64)
         chunk_rows = tf.cast(tf.shape(chunk)[0], _F64)
         chunk_means = tf.reduce_mean(values, axis=0)
@@ -124,16 +124,16 @@ def _summary(values: tf.Tensor, streamed: bool, per_example: bool, rule: Optiona
         means += delta * (chunk_rows / merged)
         low = tf.minimum(low, tf.cast(tf.reduce_min(chunk), _F64))
         high = tf.maximum(high, tf.cast(tf.reduce_max(chunk), _F64))
-        nonzero += tf.cast(tf.math.count_nonzero(chunk, dtype=tf.int64), _F64)
+        zeros += _count(tf.equal(chunk, 0))
         if per_example:
             by_unit = tf.reshape(chunk, [-1, units])
             unit_low = tf.minimum(unit_low, tf.cast(tf.reduce_min(by_unit, axis=0), _F64))
             unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
         if rule is not None:
-            saturated += tf.cast(tf.math.count_nonzero(SATURATION_RULES[rule](chunk), dtype=tf.int64), _F64)
-        return rows + chunk_rows, means, feature_spread, low, high, nonzero, unit_low, unit_high, saturated
+            saturated += _count(SATURATION_RULES[rule](chunk))
+        return rows + chunk_rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated
 
-    rows, means, feature_spread, low, high, nonzero, unit_low, unit_high, saturated = fold(
+    rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated = fold(
         matrix, visit, (zero, tf.zeros([features], _F64), zero, tf.constant(np.inf, _F64),
                         tf.constant(-np.inf, _F64), zero, tf.fill([units], tf.constant(np.inf, _F64)),
                         tf.fill([units], tf.constant(-np.inf, _F64)), zero), streamed)
@@ -141,4 +141,10 @@ def _summary(values: tf.Tensor, streamed: bool, per_example: bool, rule: Optiona
     spread = feature_spread + rows * tf.reduce_sum(tf.square(means - mean))
     dead = tf.reduce_sum(tf.cast(tf.logical_and(tf.equal(unit_low, 0), tf.equal(unit_high, 0)), _F64))
     total = tf.reduce_sum(means)  # finite exactly when every element is
-    return tf.stack([total, mean, spread, feature_spread, low, high, nonzero, dead, saturated])
+    return tf.stack([total, mean, spread, feature_spread, low, high, zeros, dead, saturated])
+
+
+def _count(condition: tf.Tensor) -> tf.Tensor:
+    """How many elements of a chunk meet `condition`, as float64 (summed in
+    int32, whose elements are half the size of `count_nonzero`'s int64)."""
+    return tf.cast(tf.reduce_sum(tf.cast(condition, tf.int32)), _F64)

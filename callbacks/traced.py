@@ -26,7 +26,7 @@ CHUNK = 1 << 20
 
 Function = tf.types.experimental.PolymorphicFunction
 _TRACED: Dict[Hashable, Function] = {}
-_CALLS: Dict[Tuple, Function] = {}
+_CALLS: Dict[Tuple, tf.types.experimental.ConcreteFunction] = {}
 
 
 def is_streamed(size: int) -> bool:
@@ -46,6 +46,7 @@ def fold(matrix: tf.Tensor, body: Callable, initial: Sequence, streamed: bool) -
     def visit(start, *state):
         length = tf.minimum(step, rows - start)
         chunk = tf.reshape(tf.slice(flat, [start * width], [length * width]), tf.stack([length, shape[1]]))
+        chunk.set_shape([None, matrix.shape[1]])  # keep what is known of the width
         return (start + length, *body(chunk, *state))
 
     result = tf.while_loop(lambda start, *_: start < rows, visit, (tf.constant(0, tf.int64), *initial),
@@ -73,5 +74,6 @@ def call_all(functions: Sequence[Function], arguments: Sequence[Sequence[tf.Tens
             return tf.stack([function(*args) for function, args in zip(functions, arguments)])
 
         signature = [list(function.input_signature) for function in functions]
-        _CALLS[key] = tf.function(call, input_signature=[signature], autograph=False)
+        # The concrete function: calling it skips the polymorphic dispatch.
+        _CALLS[key] = tf.function(call, input_signature=[signature], autograph=False).get_concrete_function()
     return _CALLS[key]([list(args) for args in arguments])
