@@ -71,7 +71,7 @@ class CompiledPass:
             return ([t for _, tensors in outputs for t in tensors],
                     [tf.convert_to_tensor(grads[i]) for i in layout["kept"]])  # dense, like IndexedSlices read
 
-        function = tf.function(run)  # autograph, as Keras traces its own train step
+        function = tf.function(run, autograph=False)
         function.get_concrete_function()  # trace now, so that a failure falls back at once
         return function
 

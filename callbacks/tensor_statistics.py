@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from callbacks.statistics import SATURATION_RULES
-from callbacks.traced import call_all, fold, is_streamed, traced
+from callbacks.traced import call_all, fold, traced
 
 _F64 = tf.float64
 _OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated")
@@ -66,12 +66,10 @@ def _prepare(values, per_example: bool, activation: Optional[str]):
     dtype, shape = values.dtype, values.shape
     if not (dtype.is_floating or dtype.is_integer or dtype == tf.bool) or not shape.num_elements():
         return None
-    rank = shape.rank if per_example else None  # the matrix view of a layer output depends on it
     rule = activation if per_example and activation in SATURATION_RULES else None
-    key = (dtype, rank, is_streamed(shape.num_elements()), per_example, rule)
+    key = (dtype, per_example, rule)
     function = traced(("summary", *key), lambda: (
-        lambda values: _summary(values, *key[2:]),
-        [tf.TensorSpec(None if rank is None else [None] * rank, dtype)]))
+        lambda values: _summary(values, per_example, rule), [tf.TensorSpec(None, dtype)]))
     units = shape[-1] if per_example and shape.rank > 1 else 1
     return function, (values,), (shape.num_elements(), units, per_example, rule is not None)
 
@@ -95,19 +93,19 @@ def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, satur
 
 def _as_matrix(values: tf.Tensor, per_example: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """The (rows, features) float view the statistics fold over, and the unit
-    count (last axis) of a layer output; as `activation_summary` shapes them."""
+    count (last axis) of a layer output; as `activation_summary` shapes them
+    (any rank: one traced function serves them all)."""
     if not values.dtype.is_floating:
         values = tf.cast(values, _F64)
-    rank = values.shape.rank
     if not per_example:
         return tf.reshape(values, [-1, 1]), tf.constant(1, tf.int64)
-    if rank == 0:
-        return tf.reshape(values, [1, 1]), tf.constant(1, tf.int64)
-    units = tf.shape(values, out_type=tf.int64)[-1] if rank > 1 else tf.constant(1, tf.int64)
-    return tf.reshape(values, tf.stack([tf.shape(values)[0], -1])), units
+    shape = tf.shape(values, out_type=tf.int64)
+    padded = tf.concat([[1], shape, [1]], axis=0)  # a scalar is one example of one unit
+    units = tf.where(tf.size(shape) > 1, padded[-2], 1)
+    return tf.reshape(values, tf.stack([padded[1], -1])), units
 
 
-def _summary(values: tf.Tensor, streamed: bool, per_example: bool, rule: Optional[str]) -> tf.Tensor:
+def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Tensor:
     matrix, units = _as_matrix(values, per_example)
     features = tf.shape(matrix, out_type=tf.int64)[1]
     zero = tf.zeros([], _F64)
@@ -136,7 +134,7 @@ def _summary(values: tf.Tensor, streamed: bool, per_example: bool, rule: Optiona
     rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated = fold(
         matrix, visit, (zero, tf.zeros([features], _F64), zero, tf.constant(np.inf, _F64),
                         tf.constant(-np.inf, _F64), zero, tf.fill([units], tf.constant(np.inf, _F64)),
-                        tf.fill([units], tf.constant(-np.inf, _F64)), zero), streamed)
+                        tf.fill([units], tf.constant(-np.inf, _F64)), zero))
     mean = tf.reduce_mean(means)
     spread = feature_spread + rows * tf.reduce_sum(tf.square(means - mean))
     dead = tf.reduce_sum(tf.cast(tf.logical_and(tf.equal(unit_low, 0), tf.equal(unit_high, 0)), _F64))

@@ -33,12 +33,13 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.util import tensor_util
 
-from callbacks.traced import CHUNK, call_all, fold, is_streamed, traced  # noqa: F401 (CHUNK: documented here)
+from callbacks.traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
-#: Slices of a chunk binned side by side.
+_COMPUTE = tf.float64  # float32 would overflow on (max - min) of huge values
+#: Slices of a chunk binned side by side (histogram_fixed_width counts serially).
 _PARTS = 4
 
 
@@ -62,20 +63,17 @@ def histogram_buckets(values, buckets: int, finite_range=None):
 def _prepare(values, buckets: int, finite_range):
     """The traced histogram function for `values` and its arguments."""
     values = tf.convert_to_tensor(values)
-    streamed = is_streamed(values.shape.num_elements())
     ranged = finite_range is not None
     signature = [tf.TensorSpec(None, values.dtype), tf.TensorSpec([], tf.int32)]
-    function = traced(("histogram", values.dtype, streamed, ranged), lambda: (
-        (lambda values, buckets, *extremes: _histogram(values, buckets, streamed, *extremes)),
-        signature + [tf.TensorSpec([2], tf.float64)] * ranged))
+    function = traced(("histogram", values.dtype, ranged), lambda: (
+        _histogram_in_range if ranged else _histogram, signature + [tf.TensorSpec([2], tf.float64)] * ranged))
     arguments = (values, tf.constant(buckets, tf.int32))
     return function, arguments + ((tf.constant(finite_range, tf.float64),) if ranged else ())
 
 
-def _histogram(values: tf.Tensor, buckets: tf.Tensor, streamed: bool, finite_range=None) -> tf.Tensor:
-    compute = tf.float64  # float32 would overflow on (max - min) of huge values
-    column = tf.reshape(values if values.dtype.is_floating else tf.cast(values, compute), [-1, 1])
-    size = tf.size(column, out_type=tf.int64)
+def _histogram(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
+    """The histogram of the finite values of any tensor."""
+    column = _column(values)
 
     def extremes(chunk, low, high, count):
         def finite_only():
@@ -87,37 +85,57 @@ def _histogram(values: tf.Tensor, buckets: tf.Tensor, streamed: bool, finite_ran
             tf.reduce_all(tf.math.is_finite(chunk)),
             lambda: (tf.reduce_min(chunk), tf.reduce_max(chunk), tf.size(chunk, out_type=tf.int64)),
             finite_only)
-        return (tf.minimum(low, tf.cast(chunk_low, compute)), tf.maximum(high, tf.cast(chunk_high, compute)),
+        return (tf.minimum(low, tf.cast(chunk_low, _COMPUTE)), tf.maximum(high, tf.cast(chunk_high, _COMPUTE)),
                 count + chunk_count)
 
-    if finite_range is None:
-        low, high, count = fold(column, extremes, (compute.max, compute.min, tf.constant(0, tf.int64)), streamed)
-    else:
-        low, high, count = finite_range[0], finite_range[1], size
-
-    def bin_counts(chunk, counts):
-        # histogram_fixed_width counts in one serial loop: bin slices side by side.
-        values = tf.reshape(tf.cast(chunk, compute), [-1])
-        part = (tf.size(values, out_type=tf.int64) + _PARTS - 1) // _PARTS
-        slices = [values[i * part:(i + 1) * part] for i in range(_PARTS)]
-        return (counts + tf.add_n([tf.histogram_fixed_width(piece, [low, high], buckets, dtype=tf.int64)
-                                   for piece in slices]),)
+    low, high, count = fold(column, extremes, (_COMPUTE.max, _COMPUTE.min, tf.constant(0, tf.int64)))
 
     def bin_finite_counts(chunk, counts):
         # Non-finite values are parked in bucket 0 and taken out again.
-        values = tf.cast(chunk, compute)
+        values = tf.cast(chunk, _COMPUTE)
         finite = tf.math.is_finite(values)
         binned = tf.histogram_fixed_width(tf.where(finite, values, low), [low, high], buckets, dtype=tf.int64)
         parked = tf.math.count_nonzero(tf.logical_not(finite))
         return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
 
+    def counts():  # the common case needs no mask
+        return tf.cond(tf.equal(count, tf.size(column, out_type=tf.int64)),
+                       lambda: _bin_counts(column, low, high, buckets),
+                       lambda: fold(column, bin_finite_counts, (tf.zeros([buckets], tf.int64),))[0])
+
+    return _buckets(low, high, count, buckets, counts)
+
+
+def _histogram_in_range(values: tf.Tensor, buckets: tf.Tensor, finite_range: tf.Tensor) -> tf.Tensor:
+    """The histogram of a tensor whose values are all finite, between the given min and max."""
+    column = _column(values)
+    low, high = finite_range[0], finite_range[1]
+    return _buckets(low, high, tf.size(column, out_type=tf.int64), buckets,
+                    lambda: _bin_counts(column, low, high, buckets))
+
+
+def _column(values: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(values if values.dtype.is_floating else tf.cast(values, _COMPUTE), [-1, 1])
+
+
+def _bin_counts(column: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """Bucket counts of finite values in [low, high], chunk by chunk."""
+    def bin_counts(chunk, counts):
+        values = tf.reshape(tf.cast(chunk, _COMPUTE), [-1])
+        part = (tf.size(values, out_type=tf.int64) + _PARTS - 1) // _PARTS
+        slices = [values[i * part:(i + 1) * part] for i in range(_PARTS)]
+        return (counts + tf.add_n([tf.histogram_fixed_width(piece, [low, high], buckets, dtype=tf.int64)
+                                   for piece in slices]),)
+
+    return fold(column, bin_counts, (tf.zeros([buckets], tf.int64),))[0]
+
+
+def _buckets(low, high, count, buckets, counts) -> tf.Tensor:
+    """The ``[buckets, 3]`` histogram from the extremes, the finite count and
+    `counts()` (called only when the values spread over more than one point)."""
     zeros = tf.zeros([buckets], tf.int64)
     spread = tf.logical_and(count > 0, high > low)
-    counts = tf.cond(
-        spread,
-        lambda: tf.cond(tf.equal(count, size), lambda: fold(column, bin_counts, (zeros,), streamed)[0],
-                        lambda: fold(column, bin_finite_counts, (zeros,), streamed)[0]),
-        lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
+    counts = tf.cond(spread, counts, lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
     fractions = tf.range(buckets + 1, dtype=tf.float64) / tf.cast(buckets, tf.float64)
     # The last edge is set to the maximum itself, not low + (high - low) * 1.
     edges = tf.concat([low + (high - low) * fractions[:-1], [high]], axis=0)
