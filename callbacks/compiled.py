@@ -29,9 +29,11 @@ class CompiledPass:
     second traces; what the trace captured (which layer ran when, which
     weights have a gradient) is recorded with it. It is traced again only
     when the model, its selected layers, the switches or which weights are
-    trainable change. If tracing or running fails (Python-side effects in a
-    custom ``call``, a loss that fails on these targets), every later call
-    runs eagerly, which reports what fails as `observe` always did.
+    trainable change. It is traced without autograph (converting the code
+    costs more than the trace). If tracing or running fails (a custom
+    ``call`` that needs NumPy values or Python control flow on tensors, a
+    loss that fails on these targets), every later call runs eagerly, which
+    reports what fails as `observe` always did.
     """
 
     def __init__(self):
