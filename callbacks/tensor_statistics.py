@@ -6,11 +6,12 @@ one traced call (`callbacks.traced`): each tensor is summarized where it
 lives and only a few numbers per tensor reach the host, in one transfer.
 
 One pass over row chunks (rows: examples of a layer output, elements of a
-weight) gives everything. Min, max, the count of zeros, each unit's min
-and max (a unit is dead when both are 0) and the saturated count come
-directly; the mean and spread by the pairwise update of Chan, Golub &
-LeVeque (each chunk's per-feature means and squared deviations, merged
-into the running ones), in float64 like the NumPy functions. From the
+weight) gives everything. Each unit's min and max (a unit is dead when
+both are 0; the tensor's min and max follow), the count of zeros and of
+saturated values come directly; the mean and spread by the pairwise
+update of Chan, Golub & LeVeque (each chunk's per-feature means and
+squared deviations, merged into the running ones), in float64 like the
+NumPy functions. From the
 per-feature spread ``ssf`` (squared deviations from each feature's mean
 across examples) follow ``signal = sqrt(ssf / size)``, the spread around the
 overall mean (``ssf + rows × Σ_f (mean_f − mean)²``, hence ``std``) and the
@@ -91,14 +92,14 @@ def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, satur
     return result
 
 
-def _as_matrix(values: tf.Tensor, per_example: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+def _as_matrix(values: tf.Tensor, per_example: bool) -> Tuple[tf.Tensor, object]:
     """The (rows, features) float view the statistics fold over, and the unit
     count (last axis) of a layer output; as `activation_summary` shapes them
     (any rank: one traced function serves them all)."""
     if not values.dtype.is_floating:
         values = tf.cast(values, _F64)
     if not per_example:
-        return tf.reshape(values, [-1, 1]), tf.constant(1, tf.int64)
+        return tf.reshape(values, [-1, 1]), 1  # static, as the loop needs
     shape = tf.shape(values, out_type=tf.int64)
     padded = tf.concat([[1], shape, [1]], axis=0)  # a scalar is one example of one unit
     units = tf.where(tf.size(shape) > 1, padded[-2], 1)
@@ -110,7 +111,7 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
     features = tf.shape(matrix, out_type=tf.int64)[1]
     zero = tf.zeros([], _F64)
 
-    def visit(chunk, rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated):
+    def visit(chunk, rows, means, feature_spread, zeros, unit_low, unit_high, saturated):
         values = tf.cast(chunk, _F64)
         chunk_rows = tf.cast(tf.shape(chunk)[0], _F64)
         chunk_means = tf.reduce_mean(values, axis=0)
@@ -120,26 +121,23 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
         feature_spread += (tf.reduce_sum(tf.math.squared_difference(values, chunk_means))
                            + tf.reduce_sum(tf.square(delta)) * rows * chunk_rows / merged)
         means += delta * (chunk_rows / merged)
-        low = tf.minimum(low, tf.cast(tf.reduce_min(chunk), _F64))
-        high = tf.maximum(high, tf.cast(tf.reduce_max(chunk), _F64))
         zeros += _count(tf.equal(chunk, 0))
-        if per_example:
-            by_unit = tf.reshape(chunk, [-1, units])
-            unit_low = tf.minimum(unit_low, tf.cast(tf.reduce_min(by_unit, axis=0), _F64))
-            unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
+        by_unit = tf.reshape(chunk, [-1, units])  # min and max follow from the units'
+        unit_low = tf.minimum(unit_low, tf.cast(tf.reduce_min(by_unit, axis=0), _F64))
+        unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
         if rule is not None:
             saturated += _count(SATURATION_RULES[rule](chunk))
-        return rows + chunk_rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated
+        return rows + chunk_rows, means, feature_spread, zeros, unit_low, unit_high, saturated
 
-    rows, means, feature_spread, low, high, zeros, unit_low, unit_high, saturated = fold(
-        matrix, visit, (zero, tf.zeros([features], _F64), zero, tf.constant(np.inf, _F64),
-                        tf.constant(-np.inf, _F64), zero, tf.fill([units], tf.constant(np.inf, _F64)),
+    rows, means, feature_spread, zeros, unit_low, unit_high, saturated = fold(
+        matrix, visit, (zero, tf.zeros([features], _F64), zero, zero, tf.fill([units], tf.constant(np.inf, _F64)),
                         tf.fill([units], tf.constant(-np.inf, _F64)), zero))
     mean = tf.reduce_mean(means)
     spread = feature_spread + rows * tf.reduce_sum(tf.square(means - mean))
     dead = tf.reduce_sum(tf.cast(tf.logical_and(tf.equal(unit_low, 0), tf.equal(unit_high, 0)), _F64))
     total = tf.reduce_sum(means)  # finite exactly when every element is
-    return tf.stack([total, mean, spread, feature_spread, low, high, zeros, dead, saturated])
+    return tf.stack([total, mean, spread, feature_spread, tf.reduce_min(unit_low), tf.reduce_max(unit_high),
+                     zeros, dead, saturated])
 
 
 def _count(condition: tf.Tensor) -> tf.Tensor:
