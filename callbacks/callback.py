@@ -51,9 +51,11 @@ class InitDiagnostics(keras.callbacks.Callback):
       step 0 and whenever they change.
 
     Layer paths are unique (``outer/block/dense``), so nested models never
-    collide. Histograms are binned where the tensor lives and NaN/Inf are
-    counted and left out. The probe runs in inference mode and never changes
-    the model. The callback never ends a training run: a failure to compute
+    collide. Histograms are binned and statistics computed where the tensors
+    live (on the TensorFlow backend all tensors of a log in one traced call
+    each), and NaN/Inf are counted and left out. The probe runs in inference
+    mode and never changes the model; from its second log on, its forward
+    and gradient pass is a function traced once per model. The callback never ends a training run: a failure to compute
     or write is a warning once and training goes on (gradients that cannot
     be computed leave the weights and activations logged); an unwritable
     `log_dir` is reported at `on_train_begin` (findings still go to the log).
