@@ -13,8 +13,9 @@ import numpy as np
 from callbacks.findings import Finding, Thresholds, find_problems
 from callbacks.layers import LayerEntry, discover
 from callbacks.probe import check_probe, ensure_built, observe, split_probe
-from callbacks.rows import make_row
-from callbacks.writer import SummaryWriter, histogram_value, scalar_value, text_value
+from callbacks.compiled import CompiledPass
+from callbacks.rows import make_row, tensor_summaries
+from callbacks.writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
 from kinit.validation import check_int
 
 logger = logging.getLogger("callbacks")
@@ -50,9 +51,11 @@ class InitDiagnostics(keras.callbacks.Callback):
       step 0 and whenever they change.
 
     Layer paths are unique (``outer/block/dense``), so nested models never
-    collide. Histograms are binned where the tensor lives and NaN/Inf are
-    counted and left out. The probe runs in inference mode and never changes
-    the model. The callback never ends a training run: a failure to compute
+    collide. Histograms are binned and statistics computed where the tensors
+    live (on the TensorFlow backend all tensors of a log in one traced call
+    each), and NaN/Inf are counted and left out. The probe runs in inference
+    mode and never changes the model; from its second log on, its forward
+    and gradient pass is a function traced once per model. The callback never ends a training run: a failure to compute
     or write is a warning once and training goes on (gradients that cannot
     be computed leave the weights and activations logged); an unwritable
     `log_dir` is reported at `on_train_begin` (findings still go to the log).
@@ -122,6 +125,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._findings: Optional[List[Finding]] = None
         self._last_step: Optional[int] = None
         self._epochs_done: Optional[int] = None
+        self._compiled = CompiledPass()
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -163,42 +167,56 @@ class InitDiagnostics(keras.callbacks.Callback):
         observations, notes = observed
         for note in notes:
             self._warn_once(note, f"InitDiagnostics: {note}.")
-        rows, summaries = [], []
-        for observation in observations:
-            row = self._guard(f"{observation.kind}s", self._row, observation)
-            if row is None:
-                continue
-            rows.append(row)
-            if self._writer is not None:
-                summaries += _scalars(observation, row)
-                histogram = self._guard(f"{observation.kind} histograms", self._histogram, observation)
-                summaries += [histogram] if histogram is not None else []
+        rows, logged, values = [], [], []
+        for observation, summary in zip(observations, self._summaries(observations)):
+            row = self._guard(f"{observation.kind}s", self._row, observation, summary)
+            if row is not None:
+                rows.append(row)
+                logged.append(observation)
+                values += _scalars(observation, row)
+        if self._writer is not None:
+            values += self._histograms(logged, rows)
         findings = self._guard("findings", self._report, rows, step)
         if findings is not None and self._writer is not None:
-            summaries.append(text_value("findings", _markdown(findings, step)))
-        if self._writer is not None and summaries:
-            self._guard("the event file", self._writer.write, step, summaries)
+            values.append(text_value("findings", _markdown(findings, step)))
+        if self._writer is not None and values:
+            self._guard("the event file", self._writer.write, step, values)
 
     def _observe(self):
         if self._entries is None:
             ensure_built(self.model, self.x)
             self._entries = discover(self.model, self.layer_filter)
-        return observe(self.model, self._entries, self.x, self.y, **self.switches)
+        run = self._compiled if keras.backend.backend() == "tensorflow" else None
+        return observe(self.model, self._entries, self.x, self.y, run=run, **self.switches)
 
-    def _row(self, observation) -> dict:
-        values = keras.ops.convert_to_numpy(observation.value)
-        row = make_row(observation, values, self._previous.get(observation.tag))
-        if observation.kind == "weight":
-            self._previous[observation.tag] = np.array(values, copy=True)
+    def _summaries(self, observations) -> list:
+        """`rows.tensor_summaries`; if they fail, None for each (NumPy computes them)."""
+        try:
+            return tensor_summaries(observations)
+        except Exception as error:
+            self._warn_once("statistics", f"InitDiagnostics: computing the statistics where the tensors "
+                            f"live failed ({type(error).__name__}: {error}); NumPy computes them instead.")
+            return [None] * len(observations)
+
+    def _row(self, observation, summary: Optional[dict]) -> dict:
+        if observation.kind != "weight":
+            return make_row(observation, summary)
+        values = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)  # kept for the next log
+        row = make_row(observation, summary, self._previous.get(observation.tag), values)
+        self._previous[observation.tag] = values
         return row
 
-    def _histogram(self, observation):
-        value = observation.value
-        if keras.backend.backend() == "tensorflow":  # bin it where it lives
-            value = value.value if isinstance(value, keras.Variable) else value
-        else:
-            value = keras.ops.convert_to_numpy(value)
-        return histogram_value(observation.tag, value, self.buckets)
+    def _histograms(self, observations, rows: List[dict]) -> list:
+        """Histogram summary values of `observations`, binned in one traced call;
+        if that fails, one by one (a failure warns once per kind)."""
+        values = [_binnable(o) for o in observations]
+        ranges = [_finite_range(row) for row in rows]  # the statistics found them already
+        try:
+            return histogram_values([o.tag for o in observations], values, self.buckets, ranges)
+        except Exception:  # perhaps a single tensor: the others still get theirs
+            histograms = [self._guard(f"{o.kind} histograms", histogram_value, o.tag, value, self.buckets, extremes)
+                          for o, value, extremes in zip(observations, values, ranges)]
+            return [h for h in histograms if h is not None]
 
     def _report(self, rows: List[dict], step: int) -> Optional[List[Finding]]:
         """Log the findings if they are new; return them if they should be written."""
@@ -228,6 +246,18 @@ class InitDiagnostics(keras.callbacks.Callback):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
+
+
+def _binnable(observation):
+    """The tensor where it lives (TensorFlow), else as NumPy for TensorFlow to bin."""
+    if keras.backend.backend() == "tensorflow":
+        return observation.tensor
+    return keras.ops.convert_to_numpy(observation.value)
+
+
+def _finite_range(row: dict) -> Optional[tuple]:
+    """(min, max) of a tensor whose values are all finite, else None."""
+    return (row["min"], row["max"]) if row["count"] and not (row["nan"] or row["inf"]) else None
 
 
 def _scalars(observation, row: dict) -> list:

@@ -10,7 +10,7 @@ import numpy as np
 from callbacks.findings import Thresholds, find_problems
 from callbacks.layers import discover
 from callbacks.probe import check_probe, ensure_built, observe
-from callbacks.rows import make_row
+from callbacks.rows import make_row, tensor_summaries
 
 #: Columns of the printed table: (row key, heading, format).
 _COLUMNS = (
@@ -108,7 +108,7 @@ def diagnose(
     ensure_built(model, x)
     entries = discover(model, layer_filter)
     observations, notes = observe(model, entries, x, y, loss=loss)
-    rows = [make_row(o, keras.ops.convert_to_numpy(o.value)) for o in observations]
+    rows = [make_row(o, summary) for o, summary in zip(observations, tensor_summaries(observations))]
     return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -30,6 +30,11 @@ class Observation:
     @property
     def tag(self) -> str:
         return f"{self.kind}s/{self.layer}/{self.name}"
+
+    @property
+    def tensor(self):
+        """The value as a backend tensor (a Keras variable: the variable it wraps)."""
+        return self.value.value if isinstance(self.value, keras.Variable) else self.value
 
 
 def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
@@ -74,6 +79,13 @@ def ensure_built(model: keras.Model, x) -> None:
         model(x, training=False)
 
 
+#: What one pass of the probe batch gives: the tensors each layer call
+#: returned ``(path, tensors)`` in call order, the trainable ``(entry, name,
+#: variable)`` in call order and their gradients (None without gradients),
+#: and the exception that stopped the loss or its gradients (None if none).
+Pass = Tuple[List[Tuple[str, list]], Optional[list], Optional[list], Optional[Exception]]
+
+
 def observe(
     model: keras.Model,
     entries: List[LayerEntry],
@@ -84,6 +96,7 @@ def observe(
     activations: bool = True,
     gradients: bool = True,
     loss=None,
+    run: Optional[Callable[..., Pass]] = None,
 ) -> Tuple[List[Observation], List[str]]:
     """Observations in the order weights, activations, gradients; activations
     and gradients in the order the layers ran (depth order, whatever order
@@ -92,7 +105,8 @@ def observe(
     `loss` (anything `keras.losses.get` accepts) overrides the model's
     compiled loss for the gradients. If the loss or its gradients cannot be
     computed, the weights and activations are still returned and a note says
-    why the gradients are missing.
+    why the gradients are missing. `run` replaces `forward_and_backward`
+    (same arguments and result), e.g. by a compiled `CompiledPass`.
     """
     notes: List[str] = []
     observations: List[Observation] = []
@@ -107,17 +121,9 @@ def observe(
     if not (activations or gradients):
         return observations, notes
 
-    failure = None
-    with _tape(gradients) as tape, capture_outputs(entries) as outputs:
-        y_pred = model(x, training=False)
-        if gradients:
-            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
+    outputs, trainable, grads, failure = (run or forward_and_backward)(model, entries, x, y, gradients, loss)
     if activations:
         observations += _activation_observations(model, entries, outputs, notes)
-    if gradients and failure is None:
-        trainable = [(e, name, v) for e in _call_order(entries, outputs)
-                     for name, v in e.weights if v.trainable]
-        grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
     if failure is not None:
         # The loss is the fragile part (targets, loss function): the rest stands.
         notes.append(f"gradients are not logged: computing them failed "
@@ -126,6 +132,21 @@ def observe(
         observations += [Observation(e.path, "gradient", name, g, e)
                          for (e, name, _), g in zip(trainable, grads) if g is not None]
     return observations, notes
+
+
+def forward_and_backward(model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss) -> Pass:
+    """Run the probe batch through `model` in inference mode, capturing every
+    layer call's output, and take the gradients of the loss if asked."""
+    trainable = grads = failure = None
+    with _tape(gradients) as tape, capture_outputs(entries) as outputs:
+        y_pred = model(x, training=False)
+        if gradients:
+            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
+    if gradients and failure is None:
+        trainable = [(e, name, v) for e in _call_order(entries, outputs)
+                     for name, v in e.weights if v.trainable]
+        grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
+    return outputs, trainable, grads, failure
 
 
 def _call_order(entries: List[LayerEntry], outputs) -> List[LayerEntry]:

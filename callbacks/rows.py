@@ -17,14 +17,14 @@ only).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
+import keras
 import numpy as np
 
 from callbacks.probe import Observation
-import keras
-
 from callbacks.statistics import activation_summary, identical_slices, identical_units, summarize, update_ratio
+from callbacks.tensor_statistics import tensor_summaries as summaries
 
 ROW_KEYS = (
     "layer", "kind", "name", "tag", "shape", "dtype", "activation",
@@ -34,19 +34,39 @@ ROW_KEYS = (
 )
 
 
-def make_row(observation: Observation, values: np.ndarray, previous: Optional[np.ndarray] = None) -> dict:
-    """The statistics row of `observation`, whose value is `values` (NumPy)."""
+def tensor_summaries(observations: List[Observation]) -> List[Optional[dict]]:
+    """The `summarize` (and for activations `activation_summary`) numbers of
+    every observation, computed where the tensors live in one traced call on
+    the TensorFlow backend; None for those left to NumPy (see
+    `callbacks.tensor_statistics`; every one on other backends)."""
+    if keras.backend.backend() != "tensorflow":
+        return [None] * len(observations)
+    return summaries([(o.tensor, o.kind == "activation", o.entry.activation) for o in observations])
+
+
+def make_row(observation: Observation, summary: Optional[dict] = None,
+             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None) -> dict:
+    """The statistics row of `observation`. `summary`: its `tensor_summaries`
+    entry, if any (otherwise NumPy computes the numbers); `previous`: the
+    weight's values at the previous look, for the update ratio; `values`:
+    the observation's value as NumPy, if the caller has it already."""
     entry = observation.entry
+    value = observation.value
     row = dict.fromkeys(ROW_KEYS)
     row.update(
         layer=observation.layer, kind=observation.kind, name=observation.name,
-        tag=observation.tag, shape=tuple(values.shape), dtype=str(values.dtype),
+        tag=observation.tag, shape=tuple(value.shape), dtype=keras.backend.standardize_dtype(value.dtype),
         activation=entry.activation,
     )
-    row.update(summarize(values))
-    if observation.kind == "activation":
-        row.update(activation_summary(values, entry.activation))
-    elif observation.kind == "weight":
+    # Host values only where a statistic needs them: weights, or what NumPy summarizes.
+    if values is None and (summary is None or observation.kind == "weight"):
+        values = keras.ops.convert_to_numpy(value)
+    if summary is None:
+        summary = summarize(values)
+        if observation.kind == "activation":
+            summary.update(activation_summary(values, entry.activation))
+    row.update(summary)
+    if observation.kind == "weight":
         if observation.name.split("/")[-1] == "kernel":
             row["identical_units"] = identical_units(values, axis=entry.units_axis)
         if observation.name == "kernel" and row["identical_units"] and entry.outgoing is not None:

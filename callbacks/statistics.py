@@ -16,11 +16,12 @@ import numpy as np
 #: Activations whose output is exactly zero below a threshold: a unit can die.
 ZERO_FLOOR_ACTIVATIONS = frozenset({"relu", "relu6"})
 
-#: Saturated region of each bounded activation, as a predicate on its output.
+#: Saturated region of each bounded activation, as a predicate on its output
+#: (operators only, so it applies to NumPy arrays and TensorFlow tensors alike).
 SATURATION_RULES = {
     "sigmoid": lambda out: (out < 0.01) | (out > 0.99),
     "hard_sigmoid": lambda out: (out < 0.01) | (out > 0.99),
-    "tanh": lambda out: np.abs(out) > 0.99,
+    "tanh": lambda out: abs(out) > 0.99,
 }
 
 

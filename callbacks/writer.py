@@ -1,6 +1,7 @@
 """TensorBoard output: bounded-memory histograms, scalars and text.
 
-`histogram_buckets` bins a tensor where it lives, in fixed-width buckets. A
+`histogram_buckets` bins a tensor where it lives, in fixed-width buckets
+(the tensors of a whole log in one traced call, see `callbacks.traced`). A
 tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
 `tf.function`, so the extra memory is a few chunk-sized buffers whatever the
 tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
@@ -23,72 +24,118 @@ the statistics themselves.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, Tuple
+from typing import Iterable
 
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
-from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.util import tensor_util
 
-#: Elements binned per step; bounds the temporary memory of one histogram.
-CHUNK = 1 << 20
+from callbacks.traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
-_FUNCTIONS: Dict[Tuple[tf.DType, bool], tf.types.experimental.GenericFunction] = {}
+_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+_SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
+_COMPUTE = tf.float64  # float32 would overflow on (max - min) of huge values
+#: Slices of a chunk binned side by side (histogram_fixed_width counts serially).
+_PARTS = 4
 
 
-def histogram_buckets(values, buckets: int) -> tf.Tensor:
-    """The ``[buckets, 3]`` float64 histogram of the finite elements of `values`."""
+def histogram_buckets(values, buckets: int, finite_range=None):
+    """The ``[buckets, 3]`` float64 histogram of the finite elements of `values`.
+
+    `finite_range`: the ``(min, max)`` of `values` when every value is known
+    to be finite (from `callbacks.tensor_statistics`, say), which saves the
+    pass that finds them. `values` may also be a list of tensors (and
+    `finite_range` a list with an entry or None for each): their histograms,
+    as a list of ``[buckets, 3]`` arrays, are then computed in one traced call.
+    """
+    if isinstance(values, (list, tuple)):
+        ranges = finite_range if finite_range is not None else [None] * len(values)
+        calls = [_prepare(one, buckets, extremes) for one, extremes in zip(values, ranges)]
+        return list(call_all([f for f, _ in calls], [args for _, args in calls]).numpy()) if calls else []
+    function, arguments = _prepare(values, buckets, finite_range)
+    return function(*arguments)
+
+
+def _prepare(values, buckets: int, finite_range):
+    """The traced histogram function for `values` and its arguments."""
     values = tf.convert_to_tensor(values)
-    if not values.dtype.is_floating:
-        values = tf.cast(values, tf.float64)
-    flat = tf.reshape(values, [-1])  # a view, not a copy
-    key = (flat.dtype, flat.shape[0] > CHUNK)
-    if key not in _FUNCTIONS:
-        streamed = key[1]
-        _FUNCTIONS[key] = tf.function(
-            lambda flat, buckets: _histogram(flat, buckets, streamed),
-            input_signature=[tf.TensorSpec([None], flat.dtype), tf.TensorSpec([], tf.int32)],
-        )
-    return _FUNCTIONS[key](flat, tf.constant(buckets, tf.int32))
+    ranged = finite_range is not None
+    signature = [tf.TensorSpec(None, values.dtype), tf.TensorSpec([], tf.int32)]
+    function = traced(("histogram", values.dtype, ranged), lambda: (
+        _histogram_in_range if ranged else _histogram, signature + [tf.TensorSpec([2], tf.float64)] * ranged))
+    arguments = (values, tf.constant(buckets, tf.int32))
+    return function, arguments + ((tf.constant(finite_range, tf.float64),) if ranged else ())
 
 
-def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor:
-    compute = tf.float64  # float32 would overflow on (max - min) of huge values
-    size = tf.size(flat, out_type=tf.int64)
+def _histogram(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
+    """The histogram of the finite values of any tensor."""
+    column = _column(values)
 
-    def chunks(body, initial):
-        """Fold `body(chunk, finite, *state)` over the chunks, one at a time."""
-        def step(start, *state):
-            length = tf.minimum(tf.constant(CHUNK, tf.int64), size - start)
-            chunk = tf.cast(tf.slice(flat, [start], [length]), compute)
-            return (start + length, *body(chunk, tf.math.is_finite(chunk), *state))
+    def extremes(chunk, low, high, count):
+        def finite_only():
+            finite = tf.math.is_finite(chunk)
+            return (tf.reduce_min(tf.where(finite, chunk, chunk.dtype.max)),
+                    tf.reduce_max(tf.where(finite, chunk, chunk.dtype.min)), tf.math.count_nonzero(finite))
 
-        if not streamed:  # a small tensor is its own single chunk
-            return step(tf.constant(0, tf.int64), *initial)[1:]
-        result = tf.while_loop(lambda start, *_: start < size, step,
-                               (tf.constant(0, tf.int64), *initial), parallel_iterations=1)
-        return result[1:]
+        chunk_low, chunk_high, chunk_count = tf.cond(  # the common case needs no mask
+            tf.reduce_all(tf.math.is_finite(chunk)),
+            lambda: (tf.reduce_min(chunk), tf.reduce_max(chunk), tf.size(chunk, out_type=tf.int64)),
+            finite_only)
+        return (tf.minimum(low, tf.cast(chunk_low, _COMPUTE)), tf.maximum(high, tf.cast(chunk_high, _COMPUTE)),
+                count + chunk_count)
 
-    def extremes(chunk, finite, low, high, count):
-        return (tf.minimum(low, tf.reduce_min(tf.where(finite, chunk, compute.max))),
-                tf.maximum(high, tf.reduce_max(tf.where(finite, chunk, compute.min))),
-                count + tf.math.count_nonzero(finite))
+    low, high, count = fold(column, extremes, (_COMPUTE.max, _COMPUTE.min, tf.constant(0, tf.int64)))
 
-    low, high, count = chunks(extremes, (compute.max, compute.min, tf.constant(0, tf.int64)))
-
-    def bin_counts(chunk, finite, counts):
+    def bin_finite_counts(chunk, counts):
         # Non-finite values are parked in bucket 0 and taken out again.
-        binned = tf.histogram_fixed_width(tf.where(finite, chunk, low), [low, high], buckets, dtype=tf.int64)
+        values = tf.cast(chunk, _COMPUTE)
+        finite = tf.math.is_finite(values)
+        binned = tf.histogram_fixed_width(tf.where(finite, values, low), [low, high], buckets, dtype=tf.int64)
         parked = tf.math.count_nonzero(tf.logical_not(finite))
         return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
 
+    def counts():  # the common case needs no mask
+        return tf.cond(tf.equal(count, tf.size(column, out_type=tf.int64)),
+                       lambda: _bin_counts(column, low, high, buckets),
+                       lambda: fold(column, bin_finite_counts, (tf.zeros([buckets], tf.int64),))[0])
+
+    return _buckets(low, high, count, buckets, counts)
+
+
+def _histogram_in_range(values: tf.Tensor, buckets: tf.Tensor, finite_range: tf.Tensor) -> tf.Tensor:
+    """The histogram of a tensor whose values are all finite, between the given min and max."""
+    column = _column(values)
+    low, high = finite_range[0], finite_range[1]
+    return _buckets(low, high, tf.size(column, out_type=tf.int64), buckets,
+                    lambda: _bin_counts(column, low, high, buckets))
+
+
+def _column(values: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(values if values.dtype.is_floating else tf.cast(values, _COMPUTE), [-1, 1])
+
+
+def _bin_counts(column: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """Bucket counts of finite values in [low, high], chunk by chunk."""
+    def bin_counts(chunk, counts):
+        values = tf.reshape(tf.cast(chunk, _COMPUTE), [-1])
+        part = (tf.size(values, out_type=tf.int64) + _PARTS - 1) // _PARTS
+        slices = [values[i * part:(i + 1) * part] for i in range(_PARTS)]
+        return (counts + tf.add_n([tf.histogram_fixed_width(piece, [low, high], buckets, dtype=tf.int64)
+                                   for piece in slices]),)
+
+    return fold(column, bin_counts, (tf.zeros([buckets], tf.int64),))[0]
+
+
+def _buckets(low, high, count, buckets, counts) -> tf.Tensor:
+    """The ``[buckets, 3]`` histogram from the extremes, the finite count and
+    `counts()` (called only when the values spread over more than one point)."""
     zeros = tf.zeros([buckets], tf.int64)
     spread = tf.logical_and(count > 0, high > low)
-    counts = tf.cond(spread, lambda: chunks(bin_counts, (zeros,))[0],
-                     lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
+    counts = tf.cond(spread, counts, lambda: tf.tensor_scatter_nd_update(zeros, [[buckets - 1]], [count]))
     fractions = tf.range(buckets + 1, dtype=tf.float64) / tf.cast(buckets, tf.float64)
     # The last edge is set to the maximum itself, not low + (high - low) * 1.
     edges = tf.concat([low + (high - low) * fractions[:-1], [high]], axis=0)
@@ -96,14 +143,26 @@ def _histogram(flat: tf.Tensor, buckets: tf.Tensor, streamed: bool) -> tf.Tensor
     return tf.stack([edges[:-1], edges[1:], tf.cast(counts, tf.float64)], axis=1)
 
 
-def histogram_value(tag: str, values, buckets: int) -> summary_pb2.Summary.Value:
+def histogram_value(tag: str, values, buckets: int, finite_range=None) -> summary_pb2.Summary.Value:
     """A histogram-plugin summary value of the finite elements of `values`."""
-    tensor = tensor_util.make_tensor_proto(histogram_buckets(values, buckets).numpy())
-    return summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA, tensor=tensor)
+    return histogram_values([tag], [values], buckets, [finite_range])[0]
+
+
+def histogram_values(tags, values, buckets: int, finite_ranges=None) -> list:
+    """Histogram-plugin summary values of the finite elements of each of
+    `values`, binned in one traced call (`finite_ranges`: see
+    `histogram_buckets`)."""
+    return [summary_pb2.Summary.Value(tag=tag, metadata=_HISTOGRAM_METADATA,
+                                      tensor=tensor_util.make_tensor_proto(histogram))
+            for tag, histogram in zip(tags, histogram_buckets(list(values), buckets, finite_ranges))]
 
 
 def scalar_value(tag: str, value: float) -> summary_pb2.Summary.Value:
-    return scalar_pb(tag, float(value)).value[0]
+    """The scalar plugin's summary value (as `scalar_pb` makes it; built
+    directly, since a log writes a hundred of them and `scalar_pb` rebuilds
+    the metadata and converts through NumPy each time)."""
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=_SCALAR_SHAPE, float_val=[value])
+    return summary_pb2.Summary.Value(tag=tag, metadata=_SCALAR_METADATA, tensor=tensor)
 
 
 def text_value(tag: str, markdown: str) -> summary_pb2.Summary.Value:

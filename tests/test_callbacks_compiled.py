@@ -1,0 +1,116 @@
+"""The probe compiled once per model, and the fallbacks when a fast path fails."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+
+import callbacks.rows
+from callbacks import InitDiagnostics, diagnose
+from callbacks.compiled import CompiledPass
+from callbacks.layers import discover
+from callbacks.probe import forward_and_backward
+from tensorboard_events import read_events
+
+RNG = np.random.default_rng(4)
+X = RNG.normal(size=(32, 5)).astype("float32")
+Y = (X[:, :1] * 2 - X[:, 1:2]).astype("float32")
+
+
+class CountingDense(keras.layers.Dense):
+    """A Dense layer that counts how often Python runs its call."""
+
+    calls = 0
+
+    def call(self, inputs):
+        CountingDense.calls += 1
+        return super().call(inputs)
+
+
+class NumpyDoubling(keras.Model):
+    """Doubles its input through NumPy, then two layers: runs eagerly only."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, "tanh", name="hidden")
+        self.out = keras.layers.Dense(1, name="out")
+
+    def call(self, inputs):
+        doubled = keras.ops.convert_to_tensor(keras.ops.convert_to_numpy(inputs) * 2.0)
+        return self.out(self.hidden(doubled))
+
+
+def regression(*layers, run_eagerly=False):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5,)), *layers, keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.05), "mse", run_eagerly=run_eagerly)
+    return model
+
+
+def test_the_pass_is_traced_once_reused_and_traced_again_when_trainable_weights_change():
+    model = regression(CountingDense(4, activation="relu", name="hidden"))
+    entries = discover(model)
+    compiled = CompiledPass()
+    CountingDense.calls = 0
+    results = [compiled(model, entries, X[:8], Y[:8], True, None) for _ in range(4)]
+    assert CountingDense.calls == 2  # eagerly at first, then once while tracing
+    reference = forward_and_backward(model, entries, X[:8], Y[:8], True, None)
+    for outputs, trainable, grads, failure in results:
+        assert failure is None and [v.path for _, _, v in trainable] == [v.path for _, _, v in reference[1]]
+        assert [path for path, _ in outputs] == [path for path, _ in reference[0]]
+        for (_, tensors), (_, expected) in zip(outputs, reference[0]):
+            np.testing.assert_allclose(tensors[0], expected[0], rtol=1e-6)
+        for gradient, expected in zip(grads, reference[2]):
+            np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-7)
+
+    model.get_layer("hidden").trainable = False
+    CountingDense.calls = 0
+    frozen = [compiled(model, entries, X[:8], Y[:8], True, None) for _ in range(3)]
+    assert CountingDense.calls == 2  # eagerly once more, then traced again
+    assert all([(e.path, name) for e, name, _ in trainable] == [("out", "kernel"), ("out", "bias")]
+               for _, trainable, _, _ in frozen)
+
+
+def test_a_model_that_cannot_be_traced_is_observed_eagerly_at_every_log(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = NumpyDoubling()
+    model.compile(keras.optimizers.SGD(0.05), "mse", run_eagerly=True)  # Keras trains it eagerly too
+    model.fit(X, Y, batch_size=8, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], Y[:8]))])
+    events = read_events(tmp_path)
+    for tag in ("activations/hidden/output", "gradients/hidden/kernel"):
+        assert sorted(events.values[tag]) == [0, 1, 2, 3]
+    kernel, bias = (w.astype(np.float64) for w in model.hidden.get_weights())
+    hidden = np.tanh(2 * X[:8].astype(np.float64) @ kernel + bias)
+    assert events.scalar("activation_std/hidden/output", 3) == pytest.approx(hidden.std(), rel=1e-5)
+    gradients = {(r["layer"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows
+                 if r["kind"] == "gradient"}
+    assert events.scalar("gradient_norm/hidden/kernel", 3) == pytest.approx(gradients["hidden", "kernel"], rel=1e-5)
+
+
+def test_statistics_that_fail_where_the_tensors_live_come_from_numpy_with_one_warning(tmp_path, caplog,
+                                                                                      monkeypatch):
+    initial = regression(keras.layers.Dense(4, "relu", name="hidden")).get_weights()
+
+    def run(log_dir):
+        model = regression(keras.layers.Dense(4, "relu", name="hidden"))
+        model.set_weights(initial)
+        model.fit(X, Y, batch_size=8, epochs=2, verbose=0, shuffle=False,  # the same training twice
+                  callbacks=[InitDiagnostics(log_dir, (X[:8], Y[:8]))])
+        return read_events(log_dir)
+
+    expected = run(tmp_path / "fast")
+
+    def broken(items):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(callbacks.rows, "summaries", broken)
+    with caplog.at_level(logging.WARNING, logger="callbacks"):
+        events = run(tmp_path / "numpy")
+    warnings = [r.getMessage() for r in caplog.records if "device lost" in r.getMessage()]
+    assert len(warnings) == 1 and "NumPy computes them instead" in warnings[0]
+    scalars = expected.tags("scalars")
+    assert scalars == events.tags("scalars")
+    for tag in scalars:
+        for step, value in expected.values[tag].items():
+            assert float(events.values[tag][step]) == pytest.approx(float(value), rel=1e-6, abs=1e-9), (tag, step)

@@ -1,0 +1,71 @@
+"""The statistics computed where the tensors live equal the NumPy definitions."""
+
+import numpy as np
+import pytest
+
+from callbacks.statistics import activation_summary, summarize
+from callbacks.tensor_statistics import tensor_summaries
+from callbacks.traced import CHUNK
+from callbacks.writer import histogram_buckets
+
+RNG = np.random.default_rng(5)
+
+
+def numpy_reference(values, per_example, activation):
+    reference = summarize(values)
+    return {**reference, **activation_summary(values, activation)} if per_example else reference
+
+
+def assert_same_numbers(got: dict, want: dict):
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if value is None:
+            assert got[key] is None, key
+        else:  # float64 accumulation on both sides, in another order
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def relu_output(shape, dead_units=1):
+    values = np.maximum(RNG.normal(size=shape), 0).astype("float32")
+    values[..., :dead_units] = 0.0
+    return values
+
+
+CASES = {
+    "dense kernel": (RNG.normal(0.3, 2.0, size=(20, 7)).astype("float32"), False, None),
+    "integer weight": (RNG.integers(-5, 5, size=(4, 9)), False, None),
+    "float16 bias": (RNG.normal(size=33).astype("float16"), False, None),
+    "relu conv output": (relu_output((6, 5, 5, 4)), True, "relu"),
+    "sigmoid output": (RNG.uniform(0, 1, size=(50, 8)).astype("float32"), True, "sigmoid"),
+    "tanh output": (np.tanh(RNG.normal(0, 3, size=(40, 6))).astype("float32"), True, "tanh"),
+    "one value per example": (RNG.normal(size=12).astype("float32"), True, None),
+    # Larger than a chunk: folded chunk by chunk (whole rows of examples).
+    "streamed weight": (RNG.normal(1.0, 0.5, size=CHUNK + 4097).astype("float32"), False, None),
+    "streamed output": (relu_output((40, 30000)), True, "relu"),
+}
+
+
+def test_every_statistic_equals_the_numpy_definition():
+    got = tensor_summaries(list(CASES.values()))
+    for (name, case), summary in zip(CASES.items(), got):
+        assert summary is not None, name
+        assert_same_numbers(summary, numpy_reference(*case))
+
+
+def test_tensors_numpy_must_summarize_are_left_to_it():
+    with_nan = RNG.normal(size=(8, 3)).astype("float32")
+    with_nan[2, 1] = np.nan
+    with_inf = RNG.normal(size=(8, 3)).astype("float32")
+    with_inf[0, 0] = -np.inf
+    healthy = RNG.normal(size=(8, 3)).astype("float32")
+    got = tensor_summaries([(with_nan, True, "relu"), (np.zeros((0, 3), "float32"), False, None),
+                            (np.array(["a", "b"]), False, None), (with_inf, False, None), (healthy, False, None)])
+    assert got[:4] == [None] * 4
+    assert_same_numbers(got[4], summarize(healthy))
+
+
+def test_a_list_of_tensors_is_binned_as_each_alone():
+    tensors = [CASES["dense kernel"][0], CASES["integer weight"][0], CASES["streamed weight"][0]]
+    together = histogram_buckets(tensors, 9)
+    for tensor, histogram in zip(tensors, together):
+        np.testing.assert_array_equal(histogram, histogram_buckets(tensor, 9).numpy())
