@@ -15,6 +15,7 @@ from callbacks.layers import LayerEntry, discover
 from callbacks.probe import check_probe, ensure_built, observe, split_probe
 from callbacks.compiled import CompiledPass
 from callbacks.rows import make_row, tensor_summaries
+from callbacks.tensor_statistics import SPARSE_TYPES
 from callbacks.writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
 from kinit.validation import check_int
 
@@ -134,6 +135,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        self._entries = None  # layers may have been added or removed since the last fit
         if self._writer is None:
             try:
                 self._writer = SummaryWriter(self.log_dir)
@@ -190,13 +192,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         return observe(self.model, self._entries, self.x, self.y, run=run, **self.switches)
 
     def _summaries(self, observations) -> list:
-        """`rows.tensor_summaries`; if they fail, None for each (NumPy computes them)."""
-        try:
-            return tensor_summaries(observations)
-        except Exception as error:
-            self._warn_once("statistics", f"InitDiagnostics: computing the statistics where the tensors "
-                            f"live failed ({type(error).__name__}: {error}); NumPy computes them instead.")
-            return [None] * len(observations)
+        """`rows.tensor_summaries`, whose failure is warned about once."""
+        return tensor_summaries(observations, lambda message: self._warn_once("statistics", f"InitDiagnostics: {message}"))
 
     def _row(self, observation, summary: Optional[dict]) -> dict:
         if observation.kind != "weight":
@@ -249,8 +246,8 @@ class InitDiagnostics(keras.callbacks.Callback):
 
 
 def _binnable(observation):
-    """The tensor where it lives (TensorFlow), else as NumPy for TensorFlow to bin."""
-    if keras.backend.backend() == "tensorflow":
+    """The tensor where it lives (TensorFlow, dense), else as NumPy for TensorFlow to bin."""
+    if keras.backend.backend() == "tensorflow" and not isinstance(observation.tensor, SPARSE_TYPES):
         return observation.tensor
     return keras.ops.convert_to_numpy(observation.value)
 

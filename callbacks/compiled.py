@@ -28,8 +28,8 @@ class CompiledPass:
     its metrics on first use), which a traced function must not do. The
     second traces; what the trace captured (which layer ran when, which
     weights have a gradient) is recorded with it. It is traced again only
-    when the model, its selected layers, the switches or which weights are
-    trainable change. It is traced without autograph (converting the code
+    when the model, its layers, its compiled loss (`compile` again), the
+    switches or which weights are trainable change. It is traced without autograph (converting the code
     costs more than the trace). If tracing or running fails (a custom
     ``call`` that needs NumPy values or Python control flow on tensors, a
     loss that fails on these targets), every later call runs eagerly, which
@@ -43,7 +43,8 @@ class CompiledPass:
         self._eager = False
 
     def __call__(self, model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss) -> Pass:
-        signature = (id(model), tuple(id(e.layer) for e in entries), gradients, loss,
+        signature = (id(model), tuple(id(layer) for layer in model.layers), tuple(id(e.layer) for e in entries),
+                     gradients, loss, id(getattr(model, "_compile_loss", None)),
                      tuple(v.trainable for e in entries for _, v in e.weights))
         if self._eager or signature != self._signature:
             self._signature, self._function = signature, None

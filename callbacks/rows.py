@@ -17,7 +17,8 @@ only).
 
 from __future__ import annotations
 
-from typing import List, Optional
+import logging
+from typing import Callable, List, Optional
 
 import keras
 import numpy as np
@@ -34,14 +35,21 @@ ROW_KEYS = (
 )
 
 
-def tensor_summaries(observations: List[Observation]) -> List[Optional[dict]]:
+def tensor_summaries(observations: List[Observation],
+                     warn: Callable[[str], None] = logging.getLogger("callbacks").warning) -> List[Optional[dict]]:
     """The `summarize` (and for activations `activation_summary`) numbers of
     every observation, computed where the tensors live in one traced call on
     the TensorFlow backend; None for those left to NumPy (see
-    `callbacks.tensor_statistics`; every one on other backends)."""
+    `callbacks.tensor_statistics`; every one on other backends). If that call
+    fails, `warn` is told why and NumPy computes every row."""
     if keras.backend.backend() != "tensorflow":
         return [None] * len(observations)
-    return summaries([(o.tensor, o.kind == "activation", o.entry.activation) for o in observations])
+    try:
+        return summaries([(o.tensor, o.kind == "activation", o.entry.activation) for o in observations])
+    except Exception as error:  # the rows still come, from NumPy
+        warn(f"computing the statistics where the tensors live failed ({type(error).__name__}: "
+             f"{error}); NumPy computes them instead.")
+        return [None] * len(observations)
 
 
 def make_row(observation: Observation, summary: Optional[dict] = None,

@@ -18,10 +18,11 @@ overall mean (``ssf + rows × Σ_f (mean_f − mean)²``, hence ``std``) and the
 norm (``‖x‖² = spread + size × mean²``): sums of non-negative terms, never
 a difference of large numbers.
 
-Only tensors whose elements are all finite are summarized here (their sum
-says so); one holding NaN or ±Inf (a diverging run), with no element or
-not numeric is left to the NumPy functions, which count and leave out the
-non-finite values.
+Only dense tensors whose elements are all finite are summarized here (their
+sum says so); one holding NaN or ±Inf (a diverging run), with no element,
+not numeric, sparse or ragged is left to the NumPy functions, which count
+and leave out the non-finite values. So is one holding subnormal values
+(below 1.2e-38 in float32), which TensorFlow's CPU kernels take for 0.
 
 Reference:
     Chan, Golub & LeVeque, "Algorithms for computing the sample variance:
@@ -39,7 +40,19 @@ from callbacks.statistics import SATURATION_RULES
 from callbacks.traced import call_all, fold, traced
 
 _F64 = tf.float64
-_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated")
+_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
+            "subnormal")
+#: TensorFlow's CPU kernels flush subnormal float32, float64 and bfloat16
+#: values to zero; they are found by their bits: (integer type of the same
+#: width, mask of the magnitude bits, bits of the smallest normal value).
+_SUBNORMAL_BITS = {
+    tf.float32: (tf.int32, 0x7FFFFFFF, 0x00800000),
+    tf.float64: (tf.int64, 0x7FFFFFFFFFFFFFFF, 0x0010000000000000),
+    tf.bfloat16: (tf.int16, 0x7FFF, 0x0080),
+}
+
+#: Tensors without a dense buffer; left to NumPy, which densifies them.
+SPARSE_TYPES = (tf.SparseTensor, tf.RaggedTensor)
 
 #: What to summarize: the values, whether they are a layer output (examples
 #: first), and the layer's activation function.
@@ -63,6 +76,8 @@ def tensor_summaries(items: Sequence[Item]) -> List[Optional[dict]]:
 
 def _prepare(values, per_example: bool, activation: Optional[str]):
     """(traced function, its arguments, what `_result` needs), or None."""
+    if isinstance(values, SPARSE_TYPES):
+        return None
     values = tf.convert_to_tensor(values)
     dtype, shape = values.dtype, values.shape
     if not (dtype.is_floating or dtype.is_integer or dtype == tf.bool) or not shape.num_elements():
@@ -77,8 +92,8 @@ def _prepare(values, per_example: bool, activation: Optional[str]):
 
 def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, saturation: bool) -> Optional[dict]:
     numbers = dict(zip(_OUTPUTS, numbers.tolist()))
-    if not np.isfinite(numbers["total"]):  # NaN or Inf somewhere: the NumPy path leaves them out
-        return None
+    if not np.isfinite(numbers["total"]) or numbers["subnormal"]:
+        return None  # NaN or Inf (left out by NumPy) or subnormals (seen as 0 here): for NumPy
     result = {
         "count": size, "nan": 0, "inf": 0, "mean": numbers["mean"],
         "std": float(np.sqrt(numbers["spread"] / size)), "min": numbers["min"], "max": numbers["max"],
@@ -111,7 +126,7 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
     features = tf.shape(matrix, out_type=tf.int64)[1]
     zero = tf.zeros([], _F64)
 
-    def visit(chunk, rows, means, feature_spread, zeros, unit_low, unit_high, saturated):
+    def visit(chunk, rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal):
         values = tf.cast(chunk, _F64)
         chunk_rows = tf.cast(tf.shape(chunk)[0], _F64)
         chunk_means = tf.reduce_mean(values, axis=0)
@@ -127,17 +142,27 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
         unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
         if rule is not None:
             saturated += _count(SATURATION_RULES[rule](chunk))
-        return rows + chunk_rows, means, feature_spread, zeros, unit_low, unit_high, saturated
+        subnormal += _subnormals(chunk)
+        return rows + chunk_rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal
 
-    rows, means, feature_spread, zeros, unit_low, unit_high, saturated = fold(
+    rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal = fold(
         matrix, visit, (zero, tf.zeros([features], _F64), zero, zero, tf.fill([units], tf.constant(np.inf, _F64)),
-                        tf.fill([units], tf.constant(-np.inf, _F64)), zero))
+                        tf.fill([units], tf.constant(-np.inf, _F64)), zero, zero))
     mean = tf.reduce_mean(means)
     spread = feature_spread + rows * tf.reduce_sum(tf.square(means - mean))
     dead = tf.reduce_sum(tf.cast(tf.logical_and(tf.equal(unit_low, 0), tf.equal(unit_high, 0)), _F64))
     total = tf.reduce_sum(means)  # finite exactly when every element is
     return tf.stack([total, mean, spread, feature_spread, tf.reduce_min(unit_low), tf.reduce_max(unit_high),
-                     zeros, dead, saturated])
+                     zeros, dead, saturated, subnormal])
+
+
+def _subnormals(chunk: tf.Tensor) -> tf.Tensor:
+    """How many elements of a chunk are subnormal, as float64."""
+    if chunk.dtype not in _SUBNORMAL_BITS:
+        return tf.zeros([], _F64)  # integers, and float16, which TensorFlow keeps
+    bits_type, magnitude, smallest_normal = _SUBNORMAL_BITS[chunk.dtype]
+    bits = tf.bitwise.bitwise_and(tf.bitcast(chunk, bits_type), tf.constant(magnitude, bits_type))
+    return _count(tf.logical_and(bits > 0, bits < tf.constant(smallest_normal, bits_type)))
 
 
 def _count(condition: tf.Tensor) -> tf.Tensor:

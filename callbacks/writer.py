@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
@@ -63,15 +64,22 @@ def histogram_buckets(values, buckets: int, finite_range=None):
 def _prepare(values, buckets: int, finite_range):
     """The traced histogram function for `values` and its arguments."""
     values = tf.convert_to_tensor(values)
-    ranged = finite_range is not None
-    signature = [tf.TensorSpec(None, values.dtype), tf.TensorSpec([], tf.int32)]
-    function = traced(("histogram", values.dtype, ranged), lambda: (
-        _histogram_in_range if ranged else _histogram, signature + [tf.TensorSpec([2], tf.float64)] * ranged))
-    arguments = (values, tf.constant(buckets, tf.int32))
-    return function, arguments + ((tf.constant(finite_range, tf.float64),) if ranged else ())
+    signature = [tf.TensorSpec(None, values.dtype), tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.float64)]
+    function = traced(("histogram", values.dtype), lambda: (_histogram, signature))
+    extremes = finite_range if finite_range is not None else (np.nan, np.nan)
+    return function, (values, tf.constant(buckets, tf.int32), tf.constant(extremes, tf.float64))
 
 
-def _histogram(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
+def _histogram(values: tf.Tensor, buckets: tf.Tensor, finite_range: tf.Tensor) -> tf.Tensor:
+    """The histogram of `values`; `finite_range` is their (min, max) when all
+    are finite, else NaN. One function for both, so that which tensors of a
+    log hold NaN (a diverging run) never changes what is traced."""
+    return tf.cond(tf.reduce_all(tf.math.is_finite(finite_range)),
+                   lambda: _histogram_in_range(values, buckets, finite_range),
+                   lambda: _histogram_of_any(values, buckets))
+
+
+def _histogram_of_any(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
     """The histogram of the finite values of any tensor."""
     column = _column(values)
 

@@ -114,3 +114,70 @@ def test_statistics_that_fail_where_the_tensors_live_come_from_numpy_with_one_wa
     for tag in scalars:
         for step, value in expected.values[tag].items():
             assert float(events.values[tag][step]) == pytest.approx(float(value), rel=1e-6, abs=1e-9), (tag, step)
+
+
+def logged_and_true_gradient_norms(model, events, step, layer):
+    """The logged gradient norm of `layer`'s kernel at `step`, and the eager one now."""
+    truth = {(r["layer"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows if r["kind"] == "gradient"}
+    return events.scalar(f"gradient_norm/{layer}/kernel", step), truth[layer, "kernel"]
+
+
+def test_compiling_again_with_another_loss_is_seen_by_the_next_fit(tmp_path):
+    model = regression(keras.layers.Dense(4, "relu", name="hidden"))
+    callback = InitDiagnostics(tmp_path, (X[:8], Y[:8]))
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[callback])
+    model.compile(keras.optimizers.SGD(0.0), "mae")  # no update: the weights stay what they are now
+    model.fit(X, Y, batch_size=8, initial_epoch=2, epochs=5, verbose=0, callbacks=[callback])
+    logged, true = logged_and_true_gradient_norms(model, read_events(tmp_path), 5, "out")
+    mse = diagnose(model, X[:8], Y[:8], loss="mse").rows
+    stale = next(r["norm"] for r in mse if (r["kind"], r["layer"], r["name"]) == ("gradient", "out", "kernel"))
+    assert abs(stale - true) > 0.1 * true  # the two losses' gradients differ, so the check can fail
+    assert logged == pytest.approx(true, rel=1e-5)
+
+
+def test_layers_added_between_fits_are_observed_by_the_next_fit(tmp_path):
+    model = regression(keras.layers.Dense(4, "relu", name="hidden"))
+    callback = InitDiagnostics(tmp_path, (X[:8], Y[:8]))
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[callback])
+    model.pop()
+    model.add(keras.layers.Dense(3, "tanh", name="added"))
+    model.add(keras.layers.Dense(1, name="head"))
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    model.fit(X, Y, batch_size=8, initial_epoch=2, epochs=5, verbose=0, callbacks=[callback])
+    events = read_events(tmp_path)
+    assert sorted(events.values["gradients/added/kernel"]) == [3, 4, 5]
+    logged, true = logged_and_true_gradient_norms(model, events, 5, "hidden")
+    assert logged == pytest.approx(true, rel=1e-5)
+
+
+class UnusedBranch(keras.Model):
+    """A layer that runs but does not reach the loss: its weights get no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = keras.layers.Dense(3, name="first")
+        self.unused = keras.layers.Dense(3, name="unused")
+        self.last = keras.layers.Dense(1, name="last")
+
+    def call(self, inputs):
+        self.unused(inputs)
+        return self.last(self.first(inputs))
+
+
+def test_weights_without_a_gradient_leave_the_others_in_place():
+    keras.utils.set_random_seed(3)
+    model = UnusedBranch()
+    model(X[:8])
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    entries = discover(model)
+    compiled = CompiledPass()
+    outputs, trainable, grads, failure = [compiled(model, entries, X[:8], Y[:8], True, None) for _ in range(3)][-1]
+    _, expected_trainable, expected, _ = forward_and_backward(model, entries, X[:8], Y[:8], True, None)
+    assert failure is None and [v.path for _, _, v in trainable] == [v.path for _, _, v in expected_trainable]
+    missing = [(e.path, name) for (e, name, _), g in zip(trainable, grads) if g is None]
+    assert sorted(missing) == [("unused", "bias"), ("unused", "kernel")]
+    for gradient, want in zip(grads, expected):
+        if want is None:
+            assert gradient is None
+        else:
+            np.testing.assert_allclose(gradient, want, rtol=1e-5, atol=1e-7)

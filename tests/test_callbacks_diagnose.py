@@ -108,3 +108,31 @@ def test_failing_gradients_are_a_note_and_the_rest_is_reported():
     assert {r["kind"] for r in report.rows} == {"weight", "activation"}
     assert len(report.notes) == 1 and report.notes[0].startswith(
         "gradients are not logged: computing them failed (ValueError")
+
+
+class ReluToSparse(keras.layers.Layer):
+    """ReLU whose output is a `tf.SparseTensor` (TensorFlow backend)."""
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        return tf.sparse.from_dense(keras.ops.relu(inputs))
+
+
+def test_a_sparse_layer_output_is_summarized_as_its_dense_values(tmp_path):
+    from callbacks import InitDiagnostics
+    from tensorboard_events import read_events
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(ReluToSparse(name="sparse")(inputs)))
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = np.zeros((64, 1), "float32")
+    dense = np.maximum(x[:8], 0).astype(np.float64)
+    row = next(r for r in diagnose(model, x[:8], y[:8]).rows if r["layer"] == "sparse")
+    assert row["zero_fraction"] == pytest.approx((dense == 0).mean(), abs=1e-12)
+    assert row["std"] == pytest.approx(dense.std(), rel=1e-6)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (x[:8], y[:8]))])
+    events = read_events(tmp_path)
+    assert events.scalar("activation_zero_fraction/sparse/output", 1) == pytest.approx((dense == 0).mean())
+    assert events.values["activations/sparse/output"][1][:, 2].sum() == dense.size

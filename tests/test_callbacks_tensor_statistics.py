@@ -5,6 +5,7 @@ import pytest
 
 from callbacks.statistics import activation_summary, summarize
 from callbacks.tensor_statistics import tensor_summaries
+import callbacks.traced as traced
 from callbacks.traced import CHUNK
 from callbacks.writer import histogram_buckets
 
@@ -39,6 +40,9 @@ CASES = {
     "sigmoid output": (RNG.uniform(0, 1, size=(50, 8)).astype("float32"), True, "sigmoid"),
     "tanh output": (np.tanh(RNG.normal(0, 3, size=(40, 6))).astype("float32"), True, "tanh"),
     "one value per example": (RNG.normal(size=12).astype("float32"), True, None),
+    # A unit at or below zero for every example is not dead: dead needs min and max 0.
+    "linear output": (np.concatenate([np.minimum(RNG.normal(size=(30, 1)), 0), RNG.normal(size=(30, 3)),
+                                      np.zeros((30, 1))], axis=1).astype("float32"), True, None),
     # Larger than a chunk: folded chunk by chunk (whole rows of examples).
     "streamed weight": (RNG.normal(1.0, 0.5, size=CHUNK + 4097).astype("float32"), False, None),
     "streamed output": (relu_output((40, 30000)), True, "relu"),
@@ -69,3 +73,53 @@ def test_a_list_of_tensors_is_binned_as_each_alone():
     together = histogram_buckets(tensors, 9)
     for tensor, histogram in zip(tensors, together):
         np.testing.assert_array_equal(histogram, histogram_buckets(tensor, 9).numpy())
+
+
+def test_subnormal_values_are_left_to_numpy():
+    # TensorFlow's CPU kernels take them for zero; NumPy counts them as they are.
+    values = np.array([1e-40, -2e-40, 3e-40, 0.0], "float32")
+    assert tensor_summaries([(values, False, None), (values.astype("float64") * 1e-270, False, None)]) == [None, None]
+    assert summarize(values)["zero_fraction"] == 0.25
+    normal = np.array([1e-37, 0.0], "float32")  # the smallest normal float32 is 1.2e-38
+    assert_same_numbers(tensor_summaries([(normal, False, None)])[0], summarize(normal))
+
+
+def test_sparse_tensors_are_left_to_numpy():
+    import tensorflow as tf
+
+    sparse = tf.sparse.from_dense(np.array([[0.0, 2.0], [1.0, 0.0]], "float32"))
+    assert tensor_summaries([(sparse, True, None)]) == [None]
+
+
+def test_binning_between_given_extremes_equals_numpy():
+    values = CASES["streamed weight"][0]
+    extremes = (float(values.min()), float(values.max()))
+    histogram = histogram_buckets(values, 13, extremes).numpy()
+    counts, edges = np.histogram(values.astype(np.float64), bins=13, range=extremes)
+    np.testing.assert_array_equal(histogram[:, 2], counts)
+    np.testing.assert_allclose(histogram[:, 0], edges[:-1], rtol=1e-15)
+
+
+def test_which_tensors_hold_nan_does_not_change_what_is_traced():
+    clean = RNG.normal(size=(6, 4)).astype("float32")
+    broken = clean.copy()
+    broken[1, 2] = np.nan
+    extremes = (float(clean.min()), float(clean.max()))
+    histogram_buckets([clean, clean], 5, [extremes, extremes])
+    calls = len(traced._CALLS)
+    first, second = histogram_buckets([broken, clean], 5, [None, extremes])
+    histogram_buckets([clean, broken], 5, [extremes, None])
+    assert len(traced._CALLS) == calls
+    finite = np.delete(clean.ravel(), 1 * 4 + 2)
+    np.testing.assert_array_equal(first[:, 2], np.histogram(finite, bins=5, range=(finite.min(), finite.max()))[0])
+    np.testing.assert_array_equal(second, histogram_buckets(clean, 5).numpy())
+
+
+def test_the_traced_calls_kept_are_bounded():
+    small = np.ones(3, "float32")
+    for count in range(1, traced.CALLS_KEPT + 6):  # a new sequence of functions each time
+        histogram_buckets([small] * count, 4)
+    assert len(traced._CALLS) == traced.CALLS_KEPT
+    histogram_buckets([small] * 2, 4)  # used longest ago: evicted, then traced anew
+    assert len(traced._CALLS) == traced.CALLS_KEPT
+    assert max(len(key) for key in traced._CALLS) == traced.CALLS_KEPT + 5  # the latest stay
