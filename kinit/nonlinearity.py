@@ -16,11 +16,21 @@ order:
 3. through normalization layers (Batch/Layer/Group/RMS/Unit normalization),
    dropout/noise layers, pooling (Max/Average/GlobalMax/GlobalAverage),
    ZeroPadding, Cropping, Reshape and Flatten layers, to the layer after
-   them (``Conv2D`` → ``MaxPooling2D`` → ``ReLU`` is a ReLU layer).
+   them (``Conv2D`` → ``MaxPooling2D`` → ``ReLU`` is a ReLU layer);
+4. through the merges in `MERGES`: ``Concatenate`` (an elementwise
+   nonlinearity after it acts on each part as it is) and the sums ``Add``,
+   ``Subtract`` and ``Average``, so the last convolution of a residual
+   branch, ``Conv2D`` → ``BatchNormalization`` → ``Add`` → ``ReLU``, counts
+   as followed by ReLU, as in He et al. (2016), who initialize every
+   convolution of a ResNet for ReLU.
 
 If the output feeds several layers that disagree, or a layer that is none
-of the above (``Add``, ``Concatenate``, another ``Dense``, …), or is the
-model's output, the result is linear.
+of the above (``Multiply``, another ``Dense``, …), or is the model's
+output, the result is linear.
+
+Reference:
+    He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition",
+    CVPR 2016.
 """
 
 from __future__ import annotations
@@ -75,6 +85,10 @@ RESAMPLING = (
 
 #: Layers looked through to the next layer when searching for the nonlinearity.
 PASS_THROUGH = NORMALIZATION_OR_NOISE + RESAMPLING
+
+#: Merges looked through too: the nonlinearity after them acts on each input's
+#: values (Concatenate) or on their sum (residual connections).
+MERGES = (keras.layers.Concatenate, keras.layers.Add, keras.layers.Subtract, keras.layers.Average)
 
 #: Keras activation names → (name for `calculate_gain` or a family name, default parameter).
 ACTIVATIONS = {
@@ -176,7 +190,7 @@ def _after(node, via: List[str]) -> Nonlinearity:
         path = via + [repr(consumer.path)]
         source = ("next layer " if not via else "after ") + " then ".join(path)
         nonlinearity = layer_nonlinearity(consumer.layer, source)
-        if nonlinearity is None and isinstance(consumer.layer, PASS_THROUGH):
+        if nonlinearity is None and isinstance(consumer.layer, PASS_THROUGH + MERGES):
             nonlinearity = _after(consumer, path)
         if nonlinearity is None:
             kind = type(consumer.layer).__name__

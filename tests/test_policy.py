@@ -395,3 +395,28 @@ def test_initialized_and_calibrated_models_reload_in_a_fresh_process(tmp_path, f
         """
     )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_sums_and_concatenations_are_looked_through_to_the_nonlinearity_after_them():
+    inputs = keras.Input((6, 6, 16))
+    branch = layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", name="branch")(inputs))
+    shortcut = layers.Conv2D(16, 1, name="projection")(inputs)
+    summed = layers.ReLU()(layers.Add(name="sum")([shortcut, branch]))
+    left = layers.Conv2D(16, 1, name="left")(summed)
+    right = layers.Conv2D(16, 1, activation="relu", name="right")(summed)
+    joined = layers.Activation("tanh")(layers.Concatenate(name="joined")([left, right]))
+    mean = layers.Average()([layers.Conv2D(32, 1, name="averaged")(joined), joined])
+    outputs = layers.Dense(4, name="head")(layers.Flatten()(layers.Subtract()([mean, layers.Conv2D(32, 1, name="sub")(mean)])))
+    model = keras.Model(inputs, outputs)
+    rows = rows_by_weight(kinit.initialize(model, seed=0))
+
+    for path in ("branch", "projection"):
+        row = rows[(path, "kernel")]
+        assert row.scheme.startswith("He normal") and "'sum' then" in row.reason and "ReLU" in row.reason, row
+    assert rows[("left", "kernel")].scheme.startswith("Glorot")  # tanh after the Concatenate
+    assert "'joined' then" in rows[("left", "kernel")].reason
+    assert rows[("right", "kernel")].scheme.startswith("He normal")  # its own ReLU comes first
+    assert rows[("averaged", "kernel")].scheme.startswith("Glorot")  # Average, Subtract, Flatten, Dense: linear
+    assert "linear" in rows[("averaged", "kernel")].reason
+    assert rows[("sub", "kernel")].scheme.startswith("Glorot") and "Dense" in rows[("sub", "kernel")].reason
+    assert_moments(value(model, "branch/kernel"), 2 / (3 * 3 * 16), NORMAL_KURTOSIS)
