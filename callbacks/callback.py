@@ -55,11 +55,12 @@ class InitDiagnostics(keras.callbacks.Callback):
     collide. Histograms are binned and statistics computed where the tensors
     live (on the TensorFlow backend all tensors of a log in one traced call
     each), and NaN/Inf are counted and left out. The probe runs in inference
-    mode and never changes the model; from its second log on, its forward
-    and gradient pass is a function traced once per model. The callback never ends a training run: a failure to compute
-    or write is a warning once and training goes on (gradients that cannot
-    be computed leave the weights and activations logged); an unwritable
-    `log_dir` is reported at `on_train_begin` (findings still go to the log).
+    mode and never changes the model; from its second log on, its forward and
+    gradient pass is a function traced once per model. The callback never ends
+    a training run: a failure to compute or write is a warning once and
+    training goes on (gradients that cannot be computed leave the weights and
+    activations logged); an unwritable `log_dir` is reported at
+    `on_train_begin` (findings still go to the log).
 
     Example:
 
@@ -193,7 +194,8 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     def _summaries(self, observations) -> list:
         """`rows.tensor_summaries`, whose failure is warned about once."""
-        return tensor_summaries(observations, lambda message: self._warn_once("statistics", f"InitDiagnostics: {message}"))
+        return tensor_summaries(observations,
+                                lambda message: self._warn_once("statistics", f"InitDiagnostics: {message}"))
 
     def _row(self, observation, summary: Optional[dict]) -> dict:
         if observation.kind != "weight":

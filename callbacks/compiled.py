@@ -25,15 +25,15 @@ class CompiledPass:
 
     A drop-in `run` for `probe.observe`. The first call for a model runs
     eagerly: it builds what the model builds lazily (a compiled loss creates
-    its metrics on first use), which a traced function must not do. The
-    second traces; what the trace captured (which layer ran when, which
-    weights have a gradient) is recorded with it. It is traced again only
-    when the model, its layers, its compiled loss (`compile` again), the
-    switches or which weights are trainable change. It is traced without autograph (converting the code
-    costs more than the trace). If tracing or running fails (a custom
-    ``call`` that needs NumPy values or Python control flow on tensors, a
-    loss that fails on these targets), every later call runs eagerly, which
-    reports what fails as `observe` always did.
+    its metrics on first use), which a traced function must not do. The second
+    traces; what the trace captured (which layer ran when, which weights have
+    a gradient) is recorded with it. It is traced again only when the model,
+    its layers, its compiled loss (`compile` again), the switches or which
+    weights are trainable change. It is traced without autograph (converting
+    the code costs more than the trace). If tracing or running fails (a custom
+    ``call`` that needs NumPy values or Python control flow on tensors, a loss
+    that fails on these targets), every later call runs eagerly, which reports
+    what fails as `observe` always did.
     """
 
     def __init__(self):

@@ -8,16 +8,16 @@ every layer reading them
 
 * holds the same weights for each of them: a ``Dense`` or convolution
   kernel whose rows (the input-unit axis) are all equal, or
-* acts on each unit alike — an activation, dropout, noise, pooling or
-  normalization layer whose per-unit weights (``gamma``, ``beta``, PReLU's
-  ``alpha``, …) are equal across units — and is itself read only by such
-  layers.
+* acts on each unit alike — an activation, dropout, noise, pooling,
+  padding, cropping or normalization layer whose per-unit weights
+  (``gamma``, ``beta``, PReLU's ``alpha``, …) are equal across units, or a
+  ``Reshape`` / ``Flatten`` — and is itself read only by such layers.
 
 A layer whose output is a model output (directly or through such layers) is
 read by the loss, which gives each unit its own target: its units part at the
 first step (a zero-initialized classifier head is a deliberate choice). So
-does a layer read by anything else (``Flatten``, merges, custom layers), or
-whose wiring is not known (subclassed models): no claim is made there.
+does a layer read by anything else (merges, custom layers), or whose wiring
+is not known (subclassed models): no claim is made there.
 """
 
 from __future__ import annotations
@@ -32,14 +32,10 @@ from kinit.nonlinearity import PASS_THROUGH, layer_nonlinearity
 #: A weight whose slices along an axis must all be equal: (variable, axis).
 Check = Tuple[keras.Variable, int]
 
-#: Layers that act on every unit (channel) alike besides their per-unit weights.
-UNIT_WISE = tuple(layer for layer in PASS_THROUGH if layer is not keras.layers.GroupNormalization) + (
-    keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
-    keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D,
-    keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
-    keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalAveragePooling3D,
-)
+#: Layers looked through: they act on every unit (channel) alike besides their
+#: per-unit weights, or (Reshape, Flatten) keep the values and leave the test
+#: to the kernel rows after them. GroupNormalization mixes units in a group.
+UNIT_WISE = tuple(layer for layer in PASS_THROUGH if layer is not keras.layers.GroupNormalization)
 
 #: Layers whose kernel has the input units on axis -2 ...
 KERNEL_LAYERS = (

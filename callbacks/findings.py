@@ -23,17 +23,17 @@ The rules, with their default thresholds (all are arguments of
   ``saturated_fraction`` (0.5) of the outputs are saturated.
 * **symmetric units** — every unit of a layer has the same kernel column and
   the same bias (zero or constant initialization), and nothing downstream
-  tells them apart: the layers reading them hold equal weights for each
-  (equal kernel rows of the next layer, looked up through activation,
-  dropout, noise, pooling and normalization layers whose per-unit weights
-  are equal; see `callbacks.downstream`). Then swapping two units changes
-  nothing, so they compute the same output and receive the same gradient
-  for ever (dropout during training can still break the tie). A layer whose
-  output is a model output is never reported — the loss gives each unit its
-  own gradient, so a zero-initialized classifier head parts at the first
-  step — and neither is one read by other layers (``Flatten``, merges) or
-  in a subclassed model, whose wiring is not known. No threshold: every
-  report is certain.
+  tells them apart: the layers reading them hold equal weights for each (equal
+  kernel rows of the next layer, looked up through activation, dropout, noise,
+  pooling, padding, cropping, reshaping and normalization layers whose
+  per-unit weights are equal; see `callbacks.downstream`). Then swapping two
+  units changes nothing, so they compute the same output and receive the same
+  gradient for ever (dropout during training can still break the tie). A layer
+  whose output is a model output is never reported — the loss gives each unit
+  its own gradient, so a zero-initialized classifier head parts at the first
+  step — and neither is one read by other layers (merges, custom layers) or in
+  a subclassed model, whose wiring is not known. No threshold: every report is
+  certain.
 * **non-finite values** — any NaN or Inf in a weight, activation or gradient.
 """
 
