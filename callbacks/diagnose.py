@@ -11,6 +11,7 @@ from callbacks.findings import Thresholds, find_problems
 from callbacks.layers import discover
 from callbacks.probe import check_probe, ensure_built, observe
 from callbacks.rows import make_row, tensor_summaries
+from kinit.report import text_table
 
 #: Columns of the printed table: (row key, heading, format).
 _COLUMNS = (
@@ -49,11 +50,7 @@ class Diagnosis:
     def __str__(self) -> str:
         cells = [[heading for _, heading, _ in _COLUMNS]]
         cells += [[_cell(row[key], fmt) for key, _, fmt in _COLUMNS] for row in self.rows]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-        lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
-                 for line in cells]
-        lines.insert(1, "  ".join("-" * width for width in widths))
-        lines.append("")
+        lines = [text_table(cells), ""]
         lines += [f"! {finding}" for finding in self.findings] or ["No problems found."]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)

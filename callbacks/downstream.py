@@ -28,6 +28,7 @@ import keras
 
 from kinit.graph import trace
 from kinit.nonlinearity import PASS_THROUGH, layer_nonlinearity
+from kinit.rules import TRANSPOSED as TRANSPOSED_CONVOLUTIONS
 
 #: A weight whose slices along an axis must all be equal: (variable, axis).
 Check = Tuple[keras.Variable, int]
@@ -42,10 +43,7 @@ KERNEL_LAYERS = (
     keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
     keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
 )
-#: ... or on axis -1, (…, out, in).
-TRANSPOSED_CONVOLUTIONS = (
-    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose,
-)
+#: ... or on axis -1, (…, out, in): `TRANSPOSED_CONVOLUTIONS`.
 
 
 def outgoing_checks(model: keras.Model) -> Dict[int, Optional[List[Check]]]:

@@ -157,6 +157,11 @@ def own_weights(layer) -> list:
     return [w for w in layer.weights if id(w) not in inner]
 
 
+def is_float(weight) -> bool:
+    """Whether `weight` holds floats (re-initializing integer counters makes no sense)."""
+    return "float" in str(weight.dtype)
+
+
 class _Builder:
     def __init__(self, call: CallHook):
         self.call = call

@@ -12,11 +12,11 @@ import numpy as np
 from keras import ops, tree
 
 from kinit.base import RandomInitializer
-from kinit.graph import graph_of, require_built
+from kinit.graph import graph_of, is_float, require_built
 from kinit.probe import pre_activation_probe
 from kinit.report import Report
 from kinit.orthogonal import Orthogonal
-from kinit.rules import SEPARABLE
+from kinit.rules import DEPTHWISE, SEPARABLE, TRANSPOSED
 from kinit.validation import check_bool, check_int, check_number, check_seed
 
 OWNER = "lsuv"
@@ -28,12 +28,7 @@ SUPPORTED = (
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-) + SEPARABLE
+) + TRANSPOSED + DEPTHWISE + SEPARABLE
 
 #: An output std below this fraction of the target is "dead": no finite
 #: float32 rescaling would bring it back.
@@ -234,7 +229,7 @@ def _scaled_kernel(layer):
 def _selector(model, layers):
     """A predicate on trace nodes: is this a layer to calibrate?"""
     if layers is None:
-        return lambda node: isinstance(node.layer, SUPPORTED) and _is_float_kernel(node.layer)
+        return lambda node: isinstance(node.layer, SUPPORTED) and is_float(_scaled_kernel(node.layer))
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
     if not isinstance(layers, Iterable):
@@ -270,10 +265,6 @@ def _selector(model, layers):
         return hit
 
     return select
-
-
-def _is_float_kernel(layer) -> bool:
-    return "float" in str(_scaled_kernel(layer).dtype)
 
 
 def _check_inputs(model, x):

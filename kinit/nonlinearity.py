@@ -42,12 +42,16 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-#: Layers that normalize or only add noise.
-NORMALIZATION_OR_NOISE = (
+#: Normalization layers with a learned scale (γ) and, but for RMS, shift (β).
+NORMALIZATION = (
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,
     keras.layers.RMSNormalization,
+)
+
+#: Layers that normalize or only add noise.
+NORMALIZATION_OR_NOISE = NORMALIZATION + (
     keras.layers.UnitNormalization,
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,

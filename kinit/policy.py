@@ -10,7 +10,7 @@ from typing import Callable, Optional, Tuple
 import keras
 
 from kinit.base import KinitInitializer, RandomInitializer
-from kinit.graph import own_weights, trace
+from kinit.graph import is_float, own_weights, trace
 from kinit.report import Report
 from kinit.residual import residual_norms
 from kinit.rules import KERNEL_WEIGHTS, AutoOptions, Choice, auto_choice, kernel_layout
@@ -166,7 +166,7 @@ def initialize(
 
 
 def _choose(node, weight, override, seed: int, options: AutoOptions) -> Choice:
-    if not _is_float(weight):
+    if not is_float(weight):
         return Choice(None, "unchanged", f"{weight.dtype} weight")
     found = override(node, weight)
     if found is None:
@@ -301,7 +301,3 @@ def _name(value) -> str:
     if isinstance(value, type):
         return value.__name__
     return repr(value) if isinstance(value, str) else type(value).__name__
-
-
-def _is_float(weight) -> bool:
-    return "float" in str(weight.dtype)

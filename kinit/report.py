@@ -18,11 +18,7 @@ class Report(list):
         return [[_format(getattr(row, name)) for name in self.columns] for row in self]
 
     def __str__(self) -> str:
-        rows = [list(self.columns)] + self.cells()
-        widths = [max(len(row[i]) for row in rows) for i in range(len(self.columns))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * width for width in widths))
-        return "\n".join(lines)
+        return text_table([list(self.columns)] + self.cells())
 
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
@@ -31,6 +27,15 @@ class Report(list):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows)\n{self}"
+
+
+def text_table(rows: List[List[str]]) -> str:
+    """`rows` (the first one the headings) as aligned columns, a rule of dashes
+    under the headings."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
 
 
 def _format(value) -> str:

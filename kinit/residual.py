@@ -23,8 +23,7 @@ from typing import Dict, Set
 import keras
 
 from kinit.graph import LayerNode
-from kinit.nonlinearity import NORMALIZATION_OR_NOISE
-from kinit.rules import NORMALIZATION
+from kinit.nonlinearity import NORMALIZATION, NORMALIZATION_OR_NOISE
 
 
 def residual_norms(nodes) -> Dict[LayerNode, LayerNode]:

@@ -44,7 +44,7 @@ import numpy as np
 from kinit.constant import Constant, Ones, Zeros
 from kinit.gains import calculate_gain
 from kinit.graph import own_weights
-from kinit.nonlinearity import Nonlinearity, following_nonlinearity
+from kinit.nonlinearity import NORMALIZATION, Nonlinearity, following_nonlinearity
 from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
 from kinit.variance import GlorotUniform, HeNormal, LecunNormal
@@ -54,12 +54,6 @@ KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_k
 TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-NORMALIZATION = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.RMSNormalization,
-)
 NORMALIZATION_ONES = ("gamma", "scale", "moving_variance", "moving_stddev", "renorm_stddev")
 NORMALIZATION_ZEROS = ("beta", "moving_mean", "renorm_mean")
 #: Nonlinearities whose kernels get He initialization (with their own gain).

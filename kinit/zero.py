@@ -25,7 +25,7 @@ class ZerO(KinitInitializer):
 
     A convolution kernel ``(*spatial, in, out)`` gets that matrix at the tap
     ``padding="same"`` aligns with the output (the centre of odd kernels) and
-    zeros elsewhere. No randomness: there is no seed.
+    zeros elsewhere. No randomness and no arguments: there is no seed.
 
     A stack of ZerO Dense layers (no bias) whose width stays equal, or widens
     to powers of two, preserves the norm of its input exactly: ``I`` and
@@ -45,9 +45,6 @@ class ZerO(KinitInitializer):
         Zhao et al. 2022, "ZerO Initialization: Initializing Neural Networks
         with only Zeros and Ones" (TMLR), Algorithms 1 and 2.
     """
-
-    def __init__(self):
-        """No arguments: the construction is fixed by the kernel shape."""
 
     def generate(self, shape, dtype):
         spatial, fan_in, fan_out = dense_or_conv_dims(type(self).__name__, shape)
