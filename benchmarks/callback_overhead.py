@@ -143,6 +143,7 @@ class EpochTimer(keras.callbacks.Callback):
 def print_table(title: str, results: dict[str, list[Run]]) -> str:
     none = [run.epoch for run in results["none"]]
     keras_tb = [run.epoch for run in results["keras TensorBoard"]]
+    none_fit = [run.fit for run in results["none"]]
     rows = []
     for variant, runs in results.items():
         epochs = [run.epoch for run in runs]
@@ -151,7 +152,7 @@ def print_table(title: str, results: dict[str, list[Run]]) -> str:
             bench.spread(bench.ratios(epochs, keras_tb), 3), bench.spread([run.hook for run in runs], 3),
             bench.spread(bench.ratios([run.hook for run in runs], none), 1, scale=100, suffix=" %"),
             bench.spread([run.fit for run in runs]),
-            bench.spread(bench.ratios([run.fit for run in runs], [run.fit for run in results["none"]]), 3),
+            bench.spread(bench.ratios([run.fit for run in runs], none_fit), 3),
         ])
     ours = [run.epoch for run in results["InitDiagnostics defaults"]]
     note = (f"{bench.verdict('InitDiagnostics defaults / none', bench.ratios(ours, none), GOAL)}; "

@@ -52,27 +52,27 @@ def main(argv=None) -> list[str]:
         return []
     bench.header("Histogram memory", args.repeats,
                  f"{args.buckets} buckets, float32; one process per measurement.")
-    rows = []
+    rows, ours_peaks = [], {}
     for count in elements:
         one_hot_gib = count * args.buckets * 8 / (1 << 30)
         variants = (BASELINE, OURS) if one_hot_gib <= args.baseline_limit_gib else (OURS,)
         results = bench.interleave(variants, args.repeats, lambda variant, _: run_child(variant, count, args.buckets))
         peaks = {variant: [run["peak_bytes"] / MIB for run in runs] for variant, runs in results.items()}
         seconds = {variant: [run["seconds"] for run in runs] for variant, runs in results.items()}
-        if BASELINE not in results:
+        versus = BASELINE in results
+        if not versus:
             rows.append([f"{count:.0e}", BASELINE, f"not run: its one-hot matrix alone is {one_hot_gib:.1f} GiB",
                          "", "", ""])
         for variant in variants:
-            versus = BASELINE in results
             rows.append([
                 f"{count:.0e}", variant, bench.spread(peaks[variant], 1),
                 bench.spread(bench.ratios(peaks[variant], peaks[BASELINE]), 3) if versus else "",
                 bench.spread(seconds[variant], 3),
                 bench.spread(bench.ratios(seconds[variant], seconds[BASELINE]), 3) if versus else "",
             ])
-        if count == max(elements):
-            ours_at_largest = peaks[OURS]
-    note = bench.verdict(f"{OURS} at {max(elements):.0e} elements", ours_at_largest, GOAL_MIB, " MiB", 1) + "."
+        ours_peaks[count] = peaks[OURS]
+    largest = max(elements)
+    note = bench.verdict(f"{OURS} at {largest:.0e} elements", ours_peaks[largest], GOAL_MIB, " MiB", 1) + "."
     headers = ["elements", "variant", "peak extra MiB", f"/ {BASELINE}", "seconds", f"/ {BASELINE}"]
     return [bench.print_table("Peak extra memory of one histogram", headers, rows, note)]
 

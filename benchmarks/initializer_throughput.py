@@ -126,10 +126,11 @@ def print_orthogonal_stages(shapes, repeats: int) -> str:
     """cProfile of kinit's Orthogonal: time per call in each Keras op it runs."""
     text = ""
     for shape in shapes:
-        ours, theirs = kinit.Orthogonal(seed=1), keras.initializers.Orthogonal(seed=1)
-        filled(ours, shape), filled(theirs, shape)
+        ours = kinit.Orthogonal(seed=1)
+        filled(ours, shape)  # warm-up
         _, stats = bench.profile(lambda: [filled(ours, shape) for _ in range(repeats)], top=None)
-        keras_ms = 1e3 * statistics.median(bench.timed(filled, theirs, shape)[1] for _ in range(repeats))
+        keras_seconds = call_times({"Keras": lambda: keras.initializers.Orthogonal(seed=1)}, shape, repeats)["Keras"]
+        keras_ms = 1e3 * statistics.median(keras_seconds)
         total = sum(entry[3] for key, entry in stats.stats.items() if key[2] == "__call__" and "kinit" in key[0])
         text += bench.print_table(
             f"Where kinit's Orthogonal spends its time, {label(shape)}: kinit {1e3 * total / repeats:.1f} ms "
