@@ -47,7 +47,7 @@ import bench  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from callbacks import InitDiagnostics  # noqa: E402
+from kinit.callbacks import InitDiagnostics  # noqa: E402
 
 VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max")
 SMOKE_EXAMPLES = {"mlp": 512, "cnn": 256}

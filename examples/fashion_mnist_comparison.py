@@ -46,7 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import callbacks as diagnostics  # noqa: E402
+import kinit.callbacks as diagnostics  # noqa: E402
 import schemes as scheme_registry  # noqa: E402
 from fashion_mnist_data import (  # noqa: E402
     IMAGE_SHAPE,
@@ -180,7 +180,7 @@ class InitState:
 def diagnose_init(model: keras.Model, probe) -> InitState:
     """Per-layer activation std and health findings."""
     diagnosis = diagnostics.diagnose(model, *probe)
-    stds = [(row["layer"], float(row["std"])) for row in diagnosis.rows if row["kind"] == "activation"]
+    stds = [(row.path, float(row.std)) for row in diagnosis if row.kind == "activation"]
     return InitState(stds, list(diagnosis.findings))
 
 

@@ -3,7 +3,8 @@
 Every scheme is a `keras.initializers.Initializer` registered for
 serialization under the ``kinit>`` prefix, so models that use them survive
 ``model.save()`` / ``keras.models.load_model()`` once ``import kinit`` has
-run, and ``keras.initializers.get("kinit>HeNormal")`` works.
+run, and ``keras.initializers.get("kinit>HeNormal")`` works. The
+TensorBoard diagnostics are in `kinit.callbacks` (imported on demand).
 """
 
 from kinit.base import KinitInitializer, RandomInitializer
@@ -13,8 +14,9 @@ from kinit.fans import KERNEL_LAYOUTS, compute_fans
 from kinit.gains import calculate_gain
 from kinit.identity import Dirac, Identity
 from kinit.lsuv import LsuvReport, LsuvRow, lsuv
+from kinit.model_map import ModelMap, map_model
 from kinit.orthogonal import ConvolutionOrthogonal, DeltaOrthogonal, Orthogonal
-from kinit.policy import InitReport, InitRow, initialize
+from kinit.policy import InitReport, InitRow, Policy, initialize, register_policy
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
 from kinit.sparse import Sparse
 from kinit.variance import (
@@ -73,6 +75,10 @@ __all__ = [
     "initialize",
     "InitReport",
     "InitRow",
+    "Policy",
+    "register_policy",
+    "map_model",
+    "ModelMap",
     "lsuv",
     "LsuvReport",
     "LsuvRow",

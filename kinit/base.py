@@ -25,6 +25,7 @@ import inspect
 import math
 import numbers
 import random
+import re
 from typing import Optional, Tuple
 
 import keras
@@ -195,8 +196,22 @@ def upper_tail(z: float) -> float:
 MAX_TAIL_STDDEVS = 11.0
 
 
+#: kinit's initializer classes by policy name (``"he_normal"`` → HeNormal),
+#: filled by `register`: the names `kinit.initialize` accepts for a scheme.
+SCHEMES: dict = {}
+
+#: Policy names where the snake_case of the class name misleads: ZerO would be
+#: "zer_o", and "zero" is Keras's alias of "zeros"; "zero_init" follows the
+#: authors' ``ZerO_Init``.
+POLICY_NAMES = {"ZerO": "zero_init"}
+
+
 def register(cls):
     """Register `cls` for Keras serialization as ``kinit>{class name}``.
+
+    An initializer class is also entered in `SCHEMES` under its policy name:
+    its class name in snake case (``HeNormal`` → ``"he_normal"``) or its
+    entry in `POLICY_NAMES`.
 
     The class is renamed ``kinit.{class name}``, the name a saved config
     records. Keras resolves a config's class name against its own built-ins
@@ -208,7 +223,14 @@ def register(cls):
     name = cls.__name__
     keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
     cls.__name__ = f"{PACKAGE}.{name}"
+    if issubclass(cls, KinitInitializer):
+        SCHEMES[POLICY_NAMES.get(name) or snake_case(name)] = cls
     return cls
+
+
+def snake_case(name: str) -> str:
+    """``HeNormal`` → ``he_normal``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def register_alias(alias: str, cls):
@@ -218,5 +240,6 @@ def register_alias(alias: str, cls):
     `cls` a second time would change the name it is saved under.
     """
     keras.saving.get_custom_objects()[f"{PACKAGE}>{alias}"] = cls
+    SCHEMES[snake_case(alias)] = cls
     return cls
 

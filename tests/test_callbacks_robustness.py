@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from callbacks import InitDiagnostics
-import callbacks.writer
+from kinit.callbacks import InitDiagnostics
+import kinit.callbacks.writer
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(9)
@@ -51,7 +51,7 @@ def test_divergent_training_finishes_and_logs_nan_counts(tmp_path, caplog):
 def test_unwritable_log_dir_is_reported_at_train_begin_and_training_goes_on(tmp_path, caplog):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = dead_regression().fit(X, Y, epochs=2, verbose=0,
                                         callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
     assert len(history.history["loss"]) == 2
@@ -65,8 +65,8 @@ def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, capl
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(callbacks.writer, "histogram_buckets", broken)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    monkeypatch.setattr(kinit.callbacks.writer, "histogram_buckets", broken)
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression().fit(X, Y, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
     assert len(history.history["loss"]) == 3
     failures = warnings_of(caplog, "disk on fire")
@@ -125,9 +125,9 @@ def test_every_log_is_written_beside_keras_tensorboard_with_update_freq(tmp_path
 
 
 def test_a_summary_tensorflow_declines_to_write_is_a_warning(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(callbacks.writer.tf.summary.experimental, "write_raw_pb",
+    monkeypatch.setattr(kinit.callbacks.writer.tf.summary.experimental, "write_raw_pb",
                         lambda *args, **kwargs: False)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression().fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
     assert len(history.history["loss"]) == 1
     failures = warnings_of(caplog, "logging the event file failed")
@@ -146,7 +146,7 @@ def test_failing_gradients_leave_weights_and_activations_logged(tmp_path, caplog
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, "softmax", name="head")])
     model.compile("sgd", "sparse_categorical_crossentropy")
     one_hot = np.eye(3, dtype="float32")[labels[:8]]  # the wrong target format for this loss
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         model.fit(X, labels, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], one_hot))])
     histograms = read_events(tmp_path).values
     for tag in ("weights/head/kernel", "activations/head/output"):
@@ -171,7 +171,7 @@ class Revive(keras.callbacks.Callback):
 
 
 def test_findings_that_go_away_are_said_to_be_gone(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         dead_regression().fit(X, Y, epochs=2, verbose=0,
                               callbacks=[Revive(), InitDiagnostics(tmp_path, PROBE)])
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("InitDiagnostics step")]

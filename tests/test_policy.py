@@ -295,7 +295,7 @@ def test_a_policy_can_be_one_scheme_or_a_map_with_auto_as_fallback():
     np.testing.assert_array_equal(value(model, "second/bias"), 0.5)
     assert_moments(value(model, "first/kernel"), 2 / 32, UNIFORM_KURTOSIS)
 
-    with pytest.raises(ValueError, match="unknown initializer name 'no_such_scheme'"):
+    with pytest.raises(ValueError, match="unknown policy or initializer name 'no_such_scheme'"):
         kinit.initialize(model, "no_such_scheme")
 
 
@@ -304,7 +304,7 @@ def test_policy_names_are_explicit_where_snake_case_misleads():
     report = kinit.initialize(model, "zero_init")
     assert isinstance(report[0].initializer, kinit.ZerO)
     # The automatic snake_case of "ZerO" is no name; the error lists every valid one.
-    with pytest.raises(ValueError, match=r"unknown initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
+    with pytest.raises(ValueError, match=r"unknown policy or initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
         kinit.initialize(model, "zer_o")
     assert all(repr(name) in str(error.value) for name in ("he_normal", "xavier_uniform", "delta_orthogonal"))
     with pytest.raises(ValueError, match="keys of a `policy` dict"):
