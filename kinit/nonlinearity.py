@@ -171,7 +171,7 @@ def looks_through(call: Call) -> bool:
 
 
 def _after(call: Call, via: List[str]) -> Nonlinearity:
-    found = [linear("model output")] if call.is_output else []
+    found = [linear("model output" + (f", after {' then '.join(via)}" if via else ""))] if call.is_output else []
     for consumer in call.consumers:
         path = via + [repr(consumer.path)]
         noun = "op" if consumer.kind == "op" else "layer"

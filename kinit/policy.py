@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 import keras
 
 from kinit.base import SCHEMES, RandomInitializer
+from kinit.inputs import read_batch
 from kinit.layer_kinds import KERNEL_WEIGHTS, is_float, kernel_layout
 from kinit.model_map import LayerRecord, ModelMap, map_model
 from kinit.report import Report
@@ -18,6 +19,8 @@ from kinit.rules import AutoOptions, Choice, auto_choice
 from kinit.validation import check_bool, check_number, check_seed
 
 OWNER = "initialize"
+#: Examples of `x` used to trace a model (two are enough; the rest is not read).
+MAX_EXAMPLES = 16
 
 
 @dataclass
@@ -66,6 +69,7 @@ def initialize(
     embedding_stddev: float = 0.02,
     zero_residual_gamma: bool = False,
     strict: bool = True,
+    x=None,
 ) -> InitReport:
     """Re-initialize every weight of a built model in place, layer by layer.
 
@@ -130,6 +134,11 @@ def initialize(
         strict: with a dict `policy`, raise `ValueError` for a key that
             matches no layer or weight (a typo, a layer type the model
             lacks); False ignores such keys.
+        x: optional inputs (a batch, or a few examples) for a subclassed
+            model that was built by calling it on data: Keras keeps no input
+            shape for it, so without `x` its wiring is unknown (the report's
+            notes say so). Not needed for Functional and Sequential models
+            or models built with ``build(input_shape)``.
 
     Returns:
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
@@ -155,7 +164,9 @@ def initialize(
     zero_residual_gamma = check_bool(OWNER, "zero_residual_gamma", zero_residual_gamma)
     strict = check_bool(OWNER, "strict", strict)
     chosen = resolve_policy(policy)
-    model_map = map_model(model)
+    if x is not None:
+        x = read_batch(OWNER, x, "x", MAX_EXAMPLES).x
+    model_map = map_model(model, x)
     chosen.prepare(model_map, strict=strict)
     if zero_residual_gamma:
         options.zero_gamma = residual_norms(model_map)

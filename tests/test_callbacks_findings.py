@@ -238,3 +238,31 @@ def test_gradients_growing_towards_the_input_explode():
     numbers = re.fullmatch(r"exploding gradients: gradient RMS is (\S+) at the last layer 'last' and "
                            r"(\S+) at the first layer 'first' \(up (\S+)x; threshold 100x\)", finding)
     assert [float(n) for n in numbers.groups()] == pytest.approx([last, first, first / last], rel=2e-3)
+
+
+class ZeroTower(keras.Model):
+    """A subclassed model: constant hidden kernels read through ``keras.ops.tanh``."""
+
+    def __init__(self):
+        super().__init__(name="tower")
+        self.head = keras.layers.Dense(2, kernel_initializer="ones", name="head")
+        self.hidden = keras.layers.Dense(8, kernel_initializer="ones", name="hidden")
+
+    def call(self, x):
+        return self.head(keras.ops.tanh(self.hidden(x)))
+
+
+def test_symmetric_units_are_found_in_a_subclassed_model_whose_wiring_is_traced():
+    model = ZeroTower()
+    model(X)
+    assert symmetric_layers(diagnose(model, X).findings) == ["hidden"]
+    # A product of the hidden units with something else tells them apart: no claim.
+
+    class Gated(ZeroTower):
+        def call(self, x):
+            h = self.hidden(x)
+            return self.head(h * keras.ops.arange(8, dtype="float32"))
+
+    gated = Gated()
+    gated(X)
+    assert symmetric_layers(diagnose(gated, X).findings) == []

@@ -1,6 +1,8 @@
 """kinit.lsuv: targets reached on unseen data, robustness, and the model afterwards."""
 
+import logging
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -225,3 +227,26 @@ def test_a_calibrated_model_still_trains():
     losses = model.fit(x, y, epochs=8, batch_size=64, verbose=0).history["loss"]
     assert losses[-1] < losses[0]
 
+
+
+def test_lsuv_causes_no_warnings_on_composite_and_wrapped_models(caplog):
+    sequence = keras.Input((6, 8))
+    wrapped = keras.Model(sequence, layers.TimeDistributed(layers.Dense(8, name="dense"), name="each")(sequence))
+    attention = keras.Model(sequence, layers.MultiHeadAttention(2, 4, name="mha")(sequence, sequence))
+    x = np.random.default_rng(0).normal(size=(64, 6, 8)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        for model in (wrapped, attention, wrapped, attention):  # several models, one process
+            assert kinit.lsuv(model, [x], seed=0).converged  # a one-element list for one input
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_lsuv_reads_a_dataset_and_a_tuple_as_fit_does():
+    tf = pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), layers.Dense(16, activation="relu"), layers.Dense(4)])
+    x = np.random.default_rng(1).normal(size=(96, 8)).astype("float32")
+    y = np.zeros((96, 4), "float32")
+    assert kinit.lsuv(model, (x, y), seed=0).converged  # a tuple is (x, y)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert kinit.lsuv(model, dataset, seed=0).converged

@@ -420,3 +420,23 @@ def test_sums_and_concatenations_are_looked_through_to_the_nonlinearity_after_th
     assert "linear" in rows[("averaged", "kernel")].reason
     assert rows[("sub", "kernel")].scheme.startswith("Glorot") and "Dense" in rows[("sub", "kernel")].reason
     assert_moments(value(model, "branch/kernel"), 2 / (3 * 3 * 16), NORMAL_KURTOSIS)
+
+
+def test_a_policy_key_that_is_no_regular_expression_is_a_value_error_naming_it():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide")])
+    with pytest.raises(ValueError, match=r"initialize: the `policy` key '\(' is not a valid regular expression"):
+        kinit.initialize(model, {"(": "he_normal"})
+
+
+def test_a_policy_key_that_matches_nothing_lists_the_layers_unless_not_strict():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide"), layers.ReLU(name="act")])
+    fill(model)
+    for key in ("wdie", layers.Conv2D):  # a typo; a layer type the model lacks
+        with pytest.raises(ValueError, match=r"match no layer or weight.*wide \(Dense\), act \(ReLU\).*strict=False"):
+            kinit.initialize(model, {key: "he_normal"})
+        np.testing.assert_array_equal(value(model, "wide/kernel"), 3.0)  # nothing was assigned
+    report = kinit.initialize(model, {"wdie": "he_normal"}, strict=False)
+    assert rows_by_weight(report)[("wide", "kernel")].scheme.startswith("He normal")
+    # A key naming a layer without weights, or a weight path, is a match.
+    kinit.initialize(model, {"act": None, r"wide/bias": kinit.Constant(0.5)})
+    np.testing.assert_array_equal(value(model, "wide/bias"), 0.5)
