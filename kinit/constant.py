@@ -64,7 +64,12 @@ class Constant(KinitInitializer):
             raise shape_error(
                 type(self).__name__, shape, f"its value of shape {value.shape} does not broadcast to it"
             )
-        return ops.broadcast_to(ops.convert_to_tensor(value, dtype=dtype), shape)
+        # Tiled rather than broadcast: a broadcast view (torch's `expand`)
+        # shares memory between elements, and a variable made from it cannot
+        # be assigned to in place (loading weights, training).
+        aligned = (1,) * (len(shape) - value.ndim) + value.shape
+        tensor = ops.reshape(ops.convert_to_tensor(value, dtype=dtype), aligned)
+        return ops.tile(tensor, [size // part for size, part in zip(shape, aligned)])
 
 
 def check_constant(owner: str, value):
