@@ -29,10 +29,10 @@ axis is. Its labels that are absent from the output spec are summed over:
 they multiply into ``fan_in``. Labels of the output spec that are absent
 from the input spec multiply into ``fan_out``. Labels in both (one kernel
 slice per position along that axis, like a depthwise kernel's channels)
-count in neither. Keras's built-ins read such kernels as convolutions:
-``(64, 8, 32)`` of ``"ab,bcd->acd"`` gets ``fan_in = 64 · 8`` instead of 64.
+count in neither. Read in the standard layout, as a convolution,
+``(64, 8, 32)`` of ``"ab,bcd->acd"`` would get ``fan_in = 64 · 8`` instead of 64.
 
-Keras >= 3.15's ``EinsumDense`` hands the kernel's axes over instead: its
+Keras >= 3.15's ``EinsumDense`` hands the kernel's axes over: its
 ``build`` clones a `keras.initializers.VarianceScaling` (kinit's fan-based
 schemes are ones) with ``input_axes`` (the contracted kernel axes) and
 ``output_axes`` (the kernel axes of the output spec). Given axes decide the
