@@ -48,10 +48,11 @@ Rank-0 shapes have fans (1, 1) and rank-1 shapes (n, n), as in Keras.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import List, Optional, Sequence, Tuple
 
-from kinit.validation import check_choice, check_int
+from kinit.validation import check_choice
 
 KERNEL_LAYOUTS = ("standard", "transposed", "depthwise")
 
@@ -157,16 +158,18 @@ def check_axes(owner: str, input_axes, output_axes) -> Tuple[Optional[List[int]]
         return None, None
     checked = []
     for name, axes in (("input_axes", input_axes), ("output_axes", output_axes)):
-        allowed = "None or a list of distinct non-negative integers"
-        if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
-            raise ValueError(f"{owner}: argument `{name}` must be {allowed}; received {name}={axes!r}.")
-        try:
-            axes = [check_int(owner, name, axis) for axis in axes]
-        except ValueError:
-            raise ValueError(f"{owner}: argument `{name}` must be {allowed}; received {name}={axes!r}.") from None
-        if len(set(axes)) != len(axes):
-            raise ValueError(f"{owner}: argument `{name}` must be {allowed}; received {name}={axes!r}.")
-        checked.append(axes)
+        valid = (
+            isinstance(axes, Sequence)
+            and not isinstance(axes, (str, bytes))
+            and all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a >= 0 for a in axes)
+            and len(set(axes)) == len(axes)
+        )
+        if not valid:
+            raise ValueError(
+                f"{owner}: argument `{name}` must be None or a list of distinct non-negative "
+                f"integers; received {name}={axes!r}."
+            )
+        checked.append([int(a) for a in axes])
     if set(checked[0]) & set(checked[1]):
         raise ValueError(
             f"{owner}: arguments `input_axes` and `output_axes` must not share an axis; "
