@@ -23,11 +23,11 @@ class ResBlock(layers.Layer):
 
     def __init__(self, c, **kwargs):
         super().__init__(**kwargs)
-        self.conv1 = layers.Conv2D(c, 3, padding="same", use_bias=False)
-        self.bn1 = layers.BatchNormalization()
-        self.conv2 = layers.Conv2D(c, 3, padding="same", use_bias=False)
-        self.bn2 = layers.BatchNormalization()
-        self.relu = layers.ReLU()
+        self.conv1 = layers.Conv2D(c, 3, padding="same", use_bias=False, name="conv1")
+        self.bn1 = layers.BatchNormalization(name="bn1")
+        self.conv2 = layers.Conv2D(c, 3, padding="same", use_bias=False, name="conv2")
+        self.bn2 = layers.BatchNormalization(name="bn2")
+        self.relu = layers.ReLU(name="relu")
 
     def call(self, x):
         h = self.relu(self.bn1(self.conv1(x)))
@@ -43,14 +43,14 @@ def resblock_model():
 def test_a_residual_block_gets_he_for_both_convolutions_with_true_reasons():
     model = resblock_model()
     rows = rows_by_weight(kinit.initialize(model, seed=0, zero_residual_gamma=True))
-    conv1, conv2 = rows[("res/conv2d", "kernel")], rows[("res/conv2d_1", "kernel")]
+    conv1, conv2 = rows[("res/conv1", "kernel")], rows[("res/conv2", "kernel")]
     assert conv1.scheme.startswith("He normal")
-    assert "after 'res/batch_normalization' then 'res/re_lu'" in conv1.reason
+    assert "after 'res/bn1' then 'res/relu'" in conv1.reason
     assert conv2.scheme.startswith("He normal")
-    assert "'res/batch_normalization_1' then 'res/add' then 'res/re_lu'" in conv2.reason
+    assert "after 'res/bn2' then 'res/add' then 'res/relu'" in conv2.reason
     # The residual branch's last normalization, found through the `+` of the call.
-    assert rows[("res/batch_normalization_1", "gamma")].scheme == "zeros"
-    assert rows[("res/batch_normalization", "gamma")].scheme == "ones"
+    assert rows[("res/bn2", "gamma")].scheme == "zeros"
+    assert rows[("res/bn1", "gamma")].scheme == "ones"
 
 
 class Projected(layers.Layer):
