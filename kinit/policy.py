@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 import keras
 
 from kinit.base import SCHEMES, RandomInitializer
+from kinit.fans import KERNEL_LAYOUTS, equation_axes
 from kinit.inputs import read_batch
 from kinit.layer_kinds import KERNEL_WEIGHTS, is_float, kernel_layout
 from kinit.model_map import LayerRecord, ModelMap, map_model
@@ -282,7 +283,7 @@ class MapPolicy(Policy):
 
 
 def _scheme_choice(spec, record: LayerRecord, weight, seed: int, reason: str) -> Choice:
-    initializer = _instantiate(spec, kernel_layout(record.layer, weight.name), seed)
+    initializer = _instantiate(spec, kernel_layout(record.layer, weight.name), seed, tuple(weight.shape))
     return Choice(initializer, _describe(initializer), reason)
 
 
@@ -377,18 +378,26 @@ def _spec(value, allow_none: bool):
     raise ValueError(f"{OWNER}: a policy must be {allowed}; received {value!r}.")
 
 
-def _instantiate(spec, layout: str, seed: int):
-    """A fresh initializer for one weight, with its own seed and kernel layout."""
+def _instantiate(spec, layout: str, seed: int, shape: Tuple[int, ...]):
+    """A fresh initializer for one weight, with its own seed and kernel layout.
+
+    A Keras initializer that takes ``input_axes``/``output_axes`` (its
+    VarianceScaling family) gets an EinsumDense kernel's axes as
+    `EinsumDense.build` would hand them over (the labels summed over; the
+    labels of the output)."""
     if isinstance(spec, type):
         params = inspect.signature(spec.__init__).parameters
         config = {}
     else:
-        config = spec.get_config()
+        config = dict(spec.get_config())
         params = config
     if "seed" in params:
         config["seed"] = seed
     if "kernel_layout" in params:
         config["kernel_layout"] = layout
+    elif "input_axes" in params and layout not in KERNEL_LAYOUTS:
+        summed, added, shared = equation_axes(shape, layout)
+        config.update(input_axes=summed, output_axes=sorted(added + shared))
     cls = spec if isinstance(spec, type) else type(spec)
     return cls.from_config(config) if config else cls()
 

@@ -440,3 +440,12 @@ def test_a_policy_key_that_matches_nothing_lists_the_layers_unless_not_strict():
     # A key naming a layer without weights, or a weight path, is a match.
     kinit.initialize(model, {"act": None, r"wide/bias": kinit.Constant(0.5)})
     np.testing.assert_array_equal(value(model, "wide/bias"), 0.5)
+
+
+def test_a_keras_initializer_as_policy_gets_the_einsum_axes_as_keras_hands_them_over():
+    inputs = keras.Input((5, 32))
+    model = keras.Model(inputs, layers.MultiHeadAttention(8, 16, name="mha")(inputs, inputs))
+    kinit.initialize(model, keras.initializers.GlorotUniform(seed=0))
+    # query (32, 8, 16) of "abc,cde->abde": fan_in 32, fan_out 8 · 16 (Keras counts d, e).
+    assert_moments(value(model, "mha/query/kernel"), 2 / (32 + 128), UNIFORM_KURTOSIS)
+    assert_moments(value(model, "mha/attention_output/kernel"), 2 / (128 + 32), UNIFORM_KURTOSIS)
