@@ -7,6 +7,18 @@ run, and ``keras.initializers.get("kinit>HeNormal")`` works. The
 TensorBoard diagnostics are in `kinit.callbacks` (imported on demand).
 """
 
+import os as _os
+
+# The diagnostics live in the top-level folder callbacks/, which setuptools
+# installs as kinit/callbacks (package-dir). In a source checkout (tests,
+# worktrees, PYTHONPATH) that folder sits beside this package: let
+# ``kinit.callbacks`` find it there too.
+_SOURCE_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "callbacks")) and _os.path.isfile(
+    _os.path.join(_SOURCE_ROOT, "callbacks", "__init__.py")
+):
+    __path__.append(_SOURCE_ROOT)
+
 from kinit.base import KinitInitializer, RandomInitializer
 from kinit.constant import Constant, Ones, Zeros
 from kinit.convolution_aware import ConvolutionAware
