@@ -19,6 +19,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "callbacks")) and _os.path.isfi
 ):
     __path__.append(_SOURCE_ROOT)
 
+from kinit.audit import AuditReport, AuditRow, audit
 from kinit.base import KinitInitializer, RandomInitializer
 from kinit.constant import Constant, Ones, Zeros
 from kinit.convolution_aware import ConvolutionAware
@@ -94,4 +95,7 @@ __all__ = [
     "lsuv",
     "LsuvReport",
     "LsuvRow",
+    "audit",
+    "AuditReport",
+    "AuditRow",
 ]

@@ -9,6 +9,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import keras
 
+from kinit import applied
 from kinit.base import SCHEMES, RandomInitializer
 from kinit.fans import KERNEL_LAYOUTS, equation_axes
 from kinit.inputs import read_batch
@@ -183,14 +184,15 @@ def initialize(
                 continue
             done.add(id(weight))
             choice = _choose(chosen, model_map, record, weight, seeds.next_seed(), options)
-            if choice.initializer is not None:
-                new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype)))
             report.append(InitRow(record.path, weight.name, tuple(weight.shape), choice.scheme, choice.reason,
                                   choice.initializer, record.layer_class))
+            if choice.initializer is not None:
+                new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype), report[-1]))
     # Every value is computed before the first assignment: a scheme that
     # cannot fill a later weight raises with the model unchanged.
-    for weight, value in new_values:
+    for weight, value, _ in new_values:
         weight.assign(value)
+    applied.remember(model, [(weight, row) for weight, _, row in new_values])  # read by `kinit.audit`
     report.notes = list(model_map.notes)
     return report
 
