@@ -4,13 +4,16 @@ Imported as ``kinit.callbacks``: ``from kinit.callbacks import InitDiagnostics,
 diagnose``. `InitDiagnostics` is a Keras callback that logs per-layer histograms, health
 scalars and plain-language findings at initialization and during training;
 `diagnose` gives the same statistics and findings for a model without
-training.
+training; `signal_propagation` the signal-propagation picture of a residual
+network (Brock et al. 2021).
 """
 
 from .callback import InitDiagnostics
 from .diagnose import Diagnosis, diagnose
 from .findings import Thresholds
+from .propagation import BlockRow, SignalPropagation, plot_signal_propagation, signal_propagation
 from .rows import DiagnosticRow
 from .writer import histogram_buckets
 
-__all__ = ["InitDiagnostics", "Diagnosis", "DiagnosticRow", "Thresholds", "diagnose", "histogram_buckets"]
+__all__ = ["InitDiagnostics", "Diagnosis", "DiagnosticRow", "Thresholds", "diagnose", "histogram_buckets",
+           "signal_propagation", "SignalPropagation", "BlockRow", "plot_signal_propagation"]

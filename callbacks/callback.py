@@ -18,6 +18,7 @@ from .compiled import CompiledPass
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
+from .propagation import summary_values as signal_propagation_values
 from .rows import make_row, summaries_where_they_live
 from .tensor_statistics import SPARSE_TYPES
 from .writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
@@ -52,7 +53,12 @@ class InitDiagnostics(keras.callbacks.Callback):
       weight std, norm and update ratio ‖ΔW‖/‖W‖ since the last log;
       gradient norm; NaN and Inf counts of each,
     * the health findings as text ``findings`` (and a `logging` warning) at
-      step 0 and whenever they change.
+      step 0 and whenever they change,
+    * at step 0, for a model with residual blocks, its signal propagation
+      (`kinit.callbacks.signal_propagation`, probe batch in training mode):
+      scalars ``signal_propagation/<statistic>/block_<i>``, the table as text
+      ``signal_propagation/table`` and the picture as image
+      ``signal_propagation/plot`` (with matplotlib installed).
 
     Layer paths are unique (``outer/block/dense``), so nested models never
     collide. Histograms are binned and statistics computed where the tensors
@@ -87,6 +93,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         layer_filter: a regular expression; only layers whose path matches
             are logged.
         buckets: histogram bucket count.
+        signal_propagation: log the signal propagation of residual blocks
+            at step 0.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
 
@@ -112,6 +120,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         exploding_factor: float = Thresholds.exploding_factor,
         dead_fraction: float = Thresholds.dead_fraction,
         saturated_fraction: float = Thresholds.saturated_fraction,
+        signal_propagation: bool = True,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -124,6 +133,7 @@ class InitDiagnostics(keras.callbacks.Callback):
                          "gradients": bool(gradients)}
         self.layer_filter = _check_pattern(owner, layer_filter)
         self.buckets = check_int(owner, "buckets", buckets, minimum=1)
+        self.signal_propagation = bool(signal_propagation)
         self.thresholds = Thresholds.checked(
             owner, vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
             dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
@@ -204,6 +214,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         findings = self._guard("findings", self._report, rows, step)
         if findings is not None and self._writer is not None:
             values.append(text_value("findings", _markdown(findings, step)))
+        if step == 0 and self.signal_propagation and self._probe_fits and self._writer is not None:
+            values += self._guard("signal propagation", signal_propagation_values, self._model_map, self.x) or []
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
 

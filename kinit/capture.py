@@ -2,9 +2,11 @@
 
 Keras has no forward hooks. `capturing` replaces, for as long as it is
 open, the ``call`` of each given layer by one that records what it returns
-(``where="output"``), or the ``activation`` of each given layer by one that
-records its input (``where="pre_activation"``: the layer's output before
-its activation, the tensor LSUV measures). This sees every call that runs
+(``where="output"``) or what it receives (``where="input"``: the tensors
+of its arguments, e.g. the two branches an ``Add`` layer sums), or the
+``activation`` of each given layer by one that records its input
+(``where="pre_activation"``: the layer's output before its activation, the
+tensor LSUV measures). This sees every call that runs
 through ``layer(...)``, whatever kind of model makes it (Functional,
 Sequential, subclassed, custom layers, wrappers), eagerly or inside a traced
 function, on every backend. LSUV, the diagnostics and the examples all
@@ -19,6 +21,9 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import keras
 
 from kinit import keras_adapter
+
+#: Where `capturing` records (see its docstring).
+WHERE = ("output", "input", "pre_activation")
 
 #: What `capturing` yields: per captured call, in the order the calls ran,
 #: the key it was given and the tensors recorded (after `reduce`).
@@ -38,16 +43,18 @@ def capturing(
             (a path, a record).
         where: ``"output"``: the tensors each call returns (a layer that
             returns several, like an LSTM with ``return_state``, gives
-            several); ``"pre_activation"``: the input of the layer's
-            ``activation`` (layers without one: their output).
+            several); ``"input"``: the tensors among each call's arguments,
+            in the order they were passed; ``"pre_activation"``: the input
+            of the layer's ``activation`` (layers without one: their output).
         reduce: a function applied to each recorded tensor before it is
             kept (e.g. to its moments), so only what is needed stays alive.
 
     Yields:
         The list that fills, call by call, with ``(key, tensors)``.
     """
-    if where not in ("output", "pre_activation"):
-        raise ValueError(f"capturing: argument `where` must be 'output' or 'pre_activation'; received {where!r}.")
+    if where not in WHERE:
+        raise ValueError(f"capturing: argument `where` must be one of {', '.join(map(repr, WHERE))}; "
+                         f"received {where!r}.")
     captures: Captures = []
     keep = reduce or (lambda tensor: tensor)
     with contextlib.ExitStack() as stack:
@@ -55,16 +62,18 @@ def capturing(
             if where == "pre_activation" and callable(getattr(layer, "activation", None)):
                 stack.enter_context(_recording_activation(layer, key, captures, keep))
             else:
-                stack.enter_context(keras_adapter.replaced_call(layer, _recording_call(layer, key, captures, keep)))
+                recording = _recording_call(layer, key, captures, keep, inputs=where == "input")
+                stack.enter_context(keras_adapter.replaced_call(layer, recording))
         yield captures
 
 
-def _recording_call(layer, key, captures: Captures, keep: Callable) -> Callable:
+def _recording_call(layer, key, captures: Captures, keep: Callable, inputs: bool = False) -> Callable:
     original = layer.call
 
     def call(*args, **kwargs):
         outputs = original(*args, **kwargs)
-        tensors = [keep(value) for value in keras.tree.flatten(outputs) if keras.ops.is_tensor(value)]
+        recorded = (args, kwargs) if inputs else outputs
+        tensors = [keep(value) for value in keras.tree.flatten(recorded) if keras.ops.is_tensor(value)]
         if tensors:
             captures.append((key, tensors))
         return outputs
