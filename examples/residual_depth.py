@@ -35,7 +35,7 @@ and one TensorBoard run per network (Keras's metrics and kinit's
 diagnostics, which log the signal propagation at step 0).
 
 Usage:
-    python examples/residual_depth.py              # depths 8 20 32 56, 6000 training images
+    python examples/residual_depth.py              # depths 8 20 32 56, 10000 training images
     python examples/residual_depth.py --quick      # depths 8 14, 512 training images
     tensorboard --logdir <output dir>/logs         # printed at the end
 """
@@ -81,9 +81,14 @@ VARIANTS = {
     "fixup": "Fixup, no normalization",
     "he_bn": "He + batch normalization",
 }
-QUICK = {"depths": [8, 14], "train_size": 512, "test_size": 256}
-FULL = {"depths": [8, 20, 32, 56], "train_size": 6000, "test_size": 2000}
+QUICK = {"depths": [8, 14], "train_size": 512, "test_size": 256, "probe_size": 64}
+FULL = {"depths": [8, 20, 32, 56], "train_size": 10000, "test_size": 2000, "probe_size": 128}
 STAGE_WIDTHS = (16, 32, 64)
+#: The layers kinit's diagnostics log (a regular expression searched in layer
+#: paths): the stem, the last convolution of every residual branch, every
+#: block's sum (its output's histogram is the signal through the blocks) and
+#: the classifier. All layers would triple the cost of each log.
+DIAGNOSED_LAYERS = r"(^stem|_conv2|_add|^head)$"
 SEED_MAX = 2**32 - 1
 PROBE_MAX = 4096  # kinit.callbacks.observe.MAX_PROBE_EXAMPLES (not imported here: it loads Keras)
 #: What a run writes into its output directory.
@@ -128,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=bounded(int, 1), default=128, help="training batch size (default: %(default)s)")
     add("--learning-rate", type=bounded(float, 0, open_low=True), default=0.1,
         help="SGD's learning rate, momentum 0.9 (default: %(default)s, batch normalization's)")
-    add("--probe-size", type=bounded(int, 2, PROBE_MAX), default=128,
+    add("--probe-size", type=bounded(int, 2, PROBE_MAX),
         help="training examples in the probe batch of the signal propagation and the diagnostics "
-             "(default: %(default)s)")
+             f"(default: {FULL['probe_size']}; {QUICK['probe_size']} with --quick)")
     add("--seed", type=bounded(int, 0, SEED_MAX), default=0,
         help="fixes the subsets, the data order and the initial weights (default: %(default)s)")
     add("--data-dir", type=Path,
@@ -282,14 +287,17 @@ def prepare_data(args: argparse.Namespace) -> Data:
     raw = load_fashion_mnist(args.data_dir, download=not args.no_download)
     rng = np.random.default_rng(args.seed)
 
-    def subset(x, y, size):
+    def subset(x, y, size, split: str, flag: str):
+        if size > len(x):
+            print(f"note: {raw.source} has {len(x)} {split} examples, fewer than {flag} {size}; "
+                  f"using all {len(x)}.", flush=True)
         if size < len(x):
             keep = np.sort(rng.choice(len(x), size, replace=False))
             x, y = x[keep], y[keep]
         return x.astype("float32")[..., None] / 255.0, y.astype("int32")
 
-    x_train, y_train = subset(raw.x_train, raw.y_train, args.train_size)
-    x_test, y_test = subset(raw.x_test, raw.y_test, args.test_size)
+    x_train, y_train = subset(raw.x_train, raw.y_train, args.train_size, "training", "--train-size")
+    x_test, y_test = subset(raw.x_test, raw.y_test, args.test_size, "test", "--test-size")
     mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     return Data(x_train, y_train, x_test, y_test, x_train[: args.probe_size], raw.source)
@@ -327,8 +335,9 @@ def train_run(variant: str, network_depth: int, data: Data, args: argparse.Names
     dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
                .shuffle(len(data.x_train), seed=args.seed).batch(args.batch_size))
     probe = (data.probe, data.y_train[: len(data.probe)])
-    callbacks = [keras.callbacks.TensorBoard(str(run_dir)),
-                 diagnostics.InitDiagnostics(str(run_dir / "diagnostics"), probe_data=probe)]
+    callbacks = [keras.callbacks.TensorBoard(str(run_dir), write_graph=False),
+                 diagnostics.InitDiagnostics(str(run_dir / "diagnostics"), probe_data=probe,
+                                             layer_filter=DIAGNOSED_LAYERS)]
     history = model.fit(dataset, epochs=1, shuffle=False, callbacks=callbacks,
                         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=256, verbose=0)

@@ -4,7 +4,9 @@
 the rule it applied (scheme, reason and the initializer instance that drew
 the values). `kinit.audit` reads it back to compare each variable with the
 rule that was meant for it, whatever policy chose that rule (``"auto"``, a
-map, a scheme, a registered recipe).
+map, a scheme, a registered recipe). `kinit.lsuv` records its own: the
+kernel's rule times the product of its rescalings (`kinit.implied.Rescaled`),
+and zeros for the biases.
 
 The record is weak: it is held per model object that was initialized and
 goes away with that model, and it names each variable by identity, so a
@@ -32,6 +34,7 @@ class Applied:
     reference: Any  # a weak reference to the variable (or the variable itself)
     row: Any
     serial: int
+    source: str = "initialize"
 
     @property
     def variable(self):
@@ -39,11 +42,12 @@ class Applied:
         return self.reference() if isinstance(self.reference, weakref.ref) else self.reference
 
 
-def remember(model, pairs: Iterable[Tuple[Any, Any]]) -> None:
-    """Record ``(variable, row)`` pairs of an `initialize` call on `model`."""
+def remember(model, pairs: Iterable[Tuple[Any, Any]], source: str = "initialize") -> None:
+    """Record ``(variable, row)`` pairs of an `initialize` call (or of
+    `source`, such as ``"lsuv"``) on `model`."""
     entries = _RECORDS.setdefault(model, {})
     for variable, row in pairs:
-        entries[id(variable)] = Applied(_reference(variable), row, next(_SERIALS))
+        entries[id(variable)] = Applied(_reference(variable), row, next(_SERIALS), source)
 
 
 def applied_rules(layers: Iterable[Any]) -> Dict[int, Applied]:

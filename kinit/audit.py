@@ -6,7 +6,8 @@ made its values, says what that rule implies for the weight's shape
 
 * **the rule**: the one `kinit.initialize` last applied to that very
   variable (recorded per model, see `kinit.applied`: any policy, ``"auto"``,
-  a map, a scheme, a registered recipe), else the initializer the layer
+  a map, a scheme, a registered recipe; after `kinit.lsuv`, that rule or
+  the orthogonal one times its rescalings), else the initializer the layer
   declares (``layer.kernel_initializer`` and the like, with the fans Keras
   gives it: an ``EinsumDense`` hands its axes to a ``VarianceScaling``, an
   LSTM cell with ``unit_forget_bias`` sets its forget-gate bias to 1);
@@ -71,7 +72,7 @@ DIFFERS = "differs"
 NO_RULE = "no rule"
 NOT_CHECKED = "not checked"
 
-#: `AuditRow.source` values.
+#: `AuditRow.source` values (and ``"lsuv"``).
 FROM_INITIALIZE = "initialize"
 DECLARED = "declared"
 NONE = "none"
@@ -103,7 +104,9 @@ class AuditRow:
             for weights of rank < 2 that are not kernels.
         fan_in, fan_out: its fans in that layout (`kinit.compute_fans`).
         source: ``"initialize"`` (the rule `kinit.initialize` last applied),
-            ``"declared"`` (the layer's own initializer) or ``"none"``.
+            ``"lsuv"`` (that rule, or the orthogonal one, times the
+            rescalings `kinit.lsuv` made), ``"declared"`` (the layer's own
+            initializer) or ``"none"``.
         rule: the initializer, ``Class(arguments that differ from the defaults)``.
         expected_mean, expected_std: what the rule implies for this shape.
         mean, std: measured over the weight's values (std with ddof 0).
@@ -293,7 +296,7 @@ def _audit_weight(record, weight, recorded, k: float) -> AuditRow:
         if finite.size:
             row.mean, row.std = float(finite.mean()), float(finite.std())
     if recorded is not None:
-        initializer, row.source, row.reason = recorded.row.initializer, FROM_INITIALIZE, recorded.row.reason
+        initializer, row.source, row.reason = recorded.row.initializer, recorded.source, recorded.row.reason
     else:
         found = declared_initializer(layer, name)
         if found is None:

@@ -27,6 +27,7 @@ Anything else (a custom function, `ConvolutionAware`, an unknown class) is
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from dataclasses import dataclass
@@ -109,6 +110,17 @@ class Implied:
     why: str = ""
 
 
+class Rescaled:
+    """A rule's values multiplied by `factor` afterwards (what `kinit.lsuv`
+    does to a kernel): every implied quantity scales with it."""
+
+    def __init__(self, base, factor: float):
+        self.base, self.factor = base, float(factor)
+
+    def __repr__(self) -> str:
+        return f"{describe(self.base)} × {self.factor:.6g}"
+
+
 def implied(initializer, shape: Sequence[int], dtype: str = "float32",
             einsum_axes: Optional[Tuple[list, list]] = None) -> Implied:
     """What `initializer` implies for a tensor of `shape` and `dtype`.
@@ -118,6 +130,8 @@ def implied(initializer, shape: Sequence[int], dtype: str = "float32",
     its own when it builds its kernel.
     """
     shape = tuple(int(d) for d in shape)
+    if isinstance(initializer, Rescaled):
+        return _rescaled(implied(initializer.base, shape, dtype, einsum_axes), initializer.factor)
     if is_deterministic(initializer):
         try:
             values = keras.ops.convert_to_numpy(initializer(shape, dtype=dtype))
@@ -189,6 +203,22 @@ class ForgetGateBias:
 
     def __repr__(self) -> str:
         return f"{describe(self.inner)} with forget gate 1 (unit_forget_bias)"
+
+
+def _rescaled(found: Implied, factor: float) -> Implied:
+    if found.check == UNKNOWN:
+        return found
+    scaled = dataclasses.replace(found)
+    for name in ("mean", "values", "gain"):
+        if getattr(found, name) is not None:
+            setattr(scaled, name, getattr(found, name) * factor)
+    if found.std is not None:
+        scaled.std = found.std * abs(factor)
+    if found.bounds is not None:
+        scaled.bounds = tuple(sorted(bound * factor for bound in found.bounds))
+    if scaled.gain is not None and scaled.gain < 0:  # −g·Q is orthogonal times g too
+        scaled.gain = -scaled.gain
+    return scaled
 
 
 def normal(mean: float, stddev: float) -> Implied:
@@ -273,7 +303,7 @@ def _variance_scaling(initializer, shape: Tuple[int, ...], einsum_axes) -> Impli
 def describe(initializer) -> str:
     """``kinit.HeNormal(gain=2.0)`` / ``keras.GlorotUniform()``: the class and the
     arguments that differ from its defaults (never the seed)."""
-    if isinstance(initializer, ForgetGateBias):
+    if isinstance(initializer, (ForgetGateBias, Rescaled)):
         return repr(initializer)
     if not isinstance(initializer, keras.initializers.Initializer):
         return getattr(initializer, "__qualname__", None) or type(initializer).__name__

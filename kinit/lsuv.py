@@ -11,8 +11,9 @@ import keras
 import numpy as np
 from keras import ops, tree
 
-from kinit import keras_adapter
+from kinit import applied, keras_adapter
 from kinit.base import RandomInitializer
+from kinit.constant import Zeros
 from kinit.capture import capturing
 from kinit.inputs import Batch, check_against_model, check_batch_size, read_batch
 from kinit.layer_kinds import LINEAR_IN_KERNEL, calibrated_kernel_name, is_float
@@ -178,12 +179,18 @@ def lsuv(
 
     report = LsuvReport()
     probe = _Probe(model, targets)
+    rules = _Rules(model_map)
     for record in targets:
-        if orthogonal_first:
-            for kernel in _weights(record.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
-                kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
+        for kernel in _weights(record.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
+            if orthogonal_first:
+                initializer = Orthogonal(1.0, seed=seeds.next_seed())
+                kernel.assign(initializer(tuple(kernel.shape), dtype=kernel.dtype))
+                rules.set(record, kernel, initializer, "orthogonal, then")
+            else:
+                rules.set(record, kernel, rules.previous(record, kernel), "its rule, then")
         for bias in _weights(record.layer, ("bias",)):
             bias.assign(ops.zeros(bias.shape, dtype=bias.dtype))
+            rules.set(record, bias, Zeros(), "zeros")
     stds = probe.stds(x, batch_size) if targets else {}
     for record in probe.order(targets):
         kernel = _scaled_kernel(record.layer)
@@ -193,15 +200,60 @@ def lsuv(
             if status is not None or iterations == max_iter:
                 break
             kernel.assign(ops.cast(kernel.value * (target_std / std), kernel.dtype))
+            rules.scale(kernel, target_std / std)
             iterations += 1
             stds = probe.stds(x, batch_size)
             std = stds[record]
         if status is None:
             status = ("not converged", f"max_iter={max_iter} reached")
         report.append(LsuvRow(record.path, record.layer_class, iterations, float(std), *status))
+    rules.remember(model)
     report.forward_passes = probe.passes
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Rules:
+    """What `lsuv` did to each weight, for `kinit.audit` (`kinit.applied`):
+    the kernel's rule (orthogonal, or the one it had) times the product of
+    the rescalings, zeros for the biases."""
+
+    def __init__(self, model_map):
+        self.recorded = applied.applied_rules([record.layer for record in model_map.records])
+        self.rows, self.factors = {}, {}
+
+    def previous(self, record: LayerRecord, weight):
+        """The rule `weight` had before: initialize's, else its layer's own."""
+        from kinit.audit import declared_initializer  # kinit.audit imports the schemes lsuv uses
+
+        found = self.recorded.get(id(weight))
+        if found is not None and found.variable is weight:
+            return found.row.initializer
+        declared = declared_initializer(record.layer, weight.name)
+        return declared[0] if declared else None
+
+    def set(self, record: LayerRecord, weight, initializer, how: str) -> None:
+        if initializer is not None:
+            self.rows[id(weight)] = (weight, record, initializer, how)
+            self.factors[id(weight)] = 1.0
+
+    def scale(self, weight, factor: float) -> None:
+        if id(weight) in self.factors:
+            self.factors[id(weight)] *= float(factor)
+
+    def remember(self, model) -> None:
+        from kinit.implied import Rescaled
+        from kinit.policy import InitRow
+
+        pairs = []
+        for key, (weight, record, initializer, how) in self.rows.items():
+            factor = self.factors[key]
+            rule = initializer if factor == 1.0 else Rescaled(initializer, factor)
+            scheme = how if how == "zeros" else f"{how} × {factor:.4g}"
+            pairs.append((weight, InitRow(record.path, weight.name, tuple(weight.shape), scheme,
+                                          "lsuv: rescaled to the target output std" if how != "zeros"
+                                          else "lsuv: biases start at 0", rule, record.layer_class)))
+        applied.remember(model, pairs, source="lsuv")
 
 
 class _Probe:

@@ -381,3 +381,21 @@ def test_audit_on_other_backends(backend):
     result = run_python(BACKEND_CODE, backend=backend)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"keras": [], "auto": [], "planted": ["wide/kernel"]}
+
+
+def test_lsuv_rescalings_are_part_of_the_rule():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 32)).astype("float32")
+    layers = [L.Dense(32, activation="relu", name=f"dense_{i}") for i in range(3)]
+    model = keras.Sequential([keras.Input((32,)), *layers, L.Dense(4, name="head")])
+    kinit.lsuv(model, x, seed=0)
+    report = kinit.audit(model)
+    assert report.mismatches == [] and {row.source for row in report} == {"lsuv"}
+    assert report[2].rule.startswith("kinit.Orthogonal() × ")  # dense_1: orthogonal, rescaled
+    fresh = keras.Sequential([keras.Input((32,)), L.Dense(64, activation="relu", name="a"), L.Dense(4, name="b")])
+    kinit.lsuv(fresh, x, orthogonal_first=False)
+    rules = {row.variable_path: row.rule for row in kinit.audit(fresh)}
+    assert rules["a/kernel"].startswith("keras.GlorotUniform() × ") and rules["a/bias"] == "kinit.Zeros()"
+    kernel = fresh.get_layer("a").kernel
+    kernel.assign(keras.ops.convert_to_numpy(kernel) * 1.5)
+    assert named(kinit.audit(fresh).mismatches) == ["a/kernel"]
