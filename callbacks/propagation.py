@@ -36,6 +36,7 @@ numbers at step 0 when the model has residual blocks (see
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -293,6 +294,7 @@ def plot_signal_propagation(reports: Dict[str, SignalPropagation], path=None, ti
     opens a window.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator
 
     figure = Figure(figsize=(5.2 * len(STATISTICS), 4.2))
     axes = figure.subplots(1, len(STATISTICS))
@@ -308,6 +310,9 @@ def plot_signal_propagation(reports: Dict[str, SignalPropagation], path=None, ti
         positive = [v for v in values if v > 0]
         if positive and len(positive) < len(values):
             axis.set_yscale("symlog", linthresh=min(positive))
+            # 0, then the powers of ten above the linear stretch (its own ticks would crowd 0).
+            powers = range(math.ceil(math.log10(min(positive))), math.floor(math.log10(max(positive))) + 1)
+            axis.yaxis.set_major_locator(FixedLocator([0.0] + [10.0**power for power in powers]))
         elif positive:
             axis.set_yscale("log")
         axis.set(title=TITLES[statistic], xlabel="residual block", ylabel=statistic.replace("_", " "))

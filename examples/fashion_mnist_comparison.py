@@ -183,16 +183,17 @@ def flags_problem(args: argparse.Namespace) -> Optional[str]:
     return f"argument --output-dir: {args.output_dir} {problem}" if problem else None
 
 
-def output_dir_problem(path: Path) -> Optional[str]:
-    """Why the comparison cannot write into `path`, or None."""
+def output_dir_problem(path: Path, outputs: Optional[dict] = None, what: str = "comparison") -> Optional[str]:
+    """Why the `what` cannot write into `path` (a file, or a directory that
+    already holds one of its `outputs`, default `OUTPUTS`), or None."""
     if path.exists() and not path.is_dir():
         return "is a file, not a directory"
     blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         return f"lies under {blocking}, which is a file, not a directory"
-    earlier = [name for name in OUTPUTS.values() if (path / name).exists()]
+    earlier = [name for name in (outputs or OUTPUTS).values() if (path / name).exists()]
     if earlier:
-        return (f"already holds {', '.join(earlier)} of an earlier comparison; "
+        return (f"already holds {', '.join(earlier)} of an earlier {what}; "
                 "choose a new directory or remove them")
     return None
 

@@ -5,25 +5,32 @@ Initialization: Residual Learning Without Normalization"): first-epoch
 performance against depth, with the learning rate batch normalization is
 trained with (SGD, 0.1, momentum 0.9). Without normalization, He
 initialization degrades or diverges as the network deepens, while Fixup
-tracks batch normalization.
+tracks batch normalization. The epoch is short (a subset, for two CPU
+cores), and in its first steps at that learning rate, without warm-up, every
+variant occasionally blows up, whichever the depth; the global gradient
+norm is clipped at 1 (``--clipnorm``, 0 turns it off) so that what depth
+does shows through.
 
 The networks are He et al.'s (2016) ResNets for small images, for 28×28
 Fashion-MNIST: a 3×3 convolution, three stages of n residual blocks with
 16, 32 and 64 channels (the first block of stages 2 and 3 halves the
 resolution and projects its shortcut with a 1×1 convolution), global
 average pooling and a 10-way softmax: depth 6n + 2 (8, 20, 32, 56). Each
-block is conv-ReLU-conv added to its shortcut, then ReLU. Three variants:
+block is conv-ReLU-conv added to its shortcut, then ReLU; convolutions have
+no biases. Three variants:
 
-* ``he``: no normalization, convolutions with biases, kinit's auto policy
-  (He normal for every convolution: each is followed by a ReLU);
-* ``fixup``: the same network, initialized by Fixup: the last convolution
-  of every residual branch and the classifier at 0, the other convolutions
-  of the branches He normal scaled by L^(-1/(2m-2)) = L^(-1/2) (L residual
-  branches of m = 2 layers), the stem and shortcuts He normal. (The paper's
-  scalar multipliers and biases are left out; every convolution has its
-  own biases.)
-* ``he_bn``: batch normalization after every convolution, no conv biases,
-  He normal.
+* ``he``: no normalization, kinit's auto policy (He normal for every
+  convolution: each is followed by a ReLU);
+* ``fixup``: the same network with Fixup's scalar biases (before every
+  convolution, ReLU and the classifier) and a scalar multiplier at the end
+  of every residual branch, both trained at a tenth of the learning rate
+  as in the paper's code; initialized by Fixup: the last convolution of
+  every residual branch and the classifier at 0, the other convolutions of
+  the branches He normal scaled by L^(-1/(2m-2)) = L^(-1/2) (L residual
+  branches of m = 2 layers), the stem and shortcuts He normal, the scalar
+  biases 0 and multipliers 1.
+* ``he_bn``: batch normalization after every convolution (momentum 0.9 of
+  the moving statistics, PyTorch's default), He normal.
 
 For every run it measures the signal propagation at initialization (Brock,
 De & Smith 2021: per residual block the average channel squared mean and
@@ -65,7 +72,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # checked first, so that a bad flag costs one line and no wait.
 import numpy as np  # noqa: E402
 
-from fashion_mnist_comparison import Parser, bounded  # noqa: E402
+from fashion_mnist_comparison import Parser, bounded, output_dir_problem  # noqa: E402
 from fashion_mnist_data import (  # noqa: E402
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -133,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=bounded(int, 1), default=128, help="training batch size (default: %(default)s)")
     add("--learning-rate", type=bounded(float, 0, open_low=True), default=0.1,
         help="SGD's learning rate, momentum 0.9 (default: %(default)s, batch normalization's)")
+    add("--clipnorm", type=bounded(float, 0), default=1.0,
+        help="clip the global norm of each step's gradient to this; 0 for no clipping "
+             "(default: %(default)s)")
     add("--probe-size", type=bounded(int, 2, PROBE_MAX),
         help="training examples in the probe batch of the signal propagation and the diagnostics "
              f"(default: {FULL['probe_size']}; {QUICK['probe_size']} with --quick)")
@@ -174,21 +184,8 @@ def flags_problem(args: argparse.Namespace) -> Optional[str]:
     if args.probe_size > args.train_size:
         return (f"argument --probe-size: {args.probe_size} is more than the {args.train_size} training "
                 "examples it is drawn from (--train-size)")
-    problem = output_dir_problem(args.output_dir)
+    problem = output_dir_problem(args.output_dir, OUTPUTS, "run")
     return f"argument --output-dir: {args.output_dir} {problem}" if problem else None
-
-
-def output_dir_problem(path: Path) -> Optional[str]:
-    """Why the run cannot write into `path`, or None."""
-    if path.exists() and not path.is_dir():
-        return "is a file, not a directory"
-    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        return f"lies under {blocking}, which is a file, not a directory"
-    earlier = [name for name in OUTPUTS.values() if (path / name).exists()]
-    if earlier:
-        return f"already holds {', '.join(earlier)} of an earlier run; choose a new directory or remove them"
-    return None
 
 
 # The networks -----------------------------------------------------------------------------------
@@ -197,50 +194,106 @@ def blocks_per_stage(network_depth: int) -> int:
     return (network_depth - 2) // 6
 
 
-def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = None):
+#: Fixup trains its scalar biases and multipliers at a tenth of the learning
+#: rate. Keras's optimizers have one rate: a scalar stored as w and used as
+#: SCALAR_FACTOR·w moves by SCALAR_FACTOR² = 1/10 of what SGD (with momentum)
+#: would move it, with the same result.
+SCALAR_FACTOR = math.sqrt(0.1)
+
+
+def scalar_layers():
+    """Fixup's scalar bias and multiplier as Keras layers (defined on first use:
+    Keras is imported only once the flags are checked)."""
+    global ScalarBias, ScalarMultiplier
+    if "ScalarBias" in globals():
+        return ScalarBias, ScalarMultiplier
+    import keras
+
+    class ScalarBias(keras.layers.Layer):
+        """x + b, one scalar b (0 at first), trained at a tenth of the learning rate."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.bias_initializer = keras.initializers.Zeros()
+
+        def build(self, input_shape):
+            self.bias = self.add_weight(shape=(), initializer=self.bias_initializer, name="bias")
+
+        def call(self, x):
+            return x + SCALAR_FACTOR * self.bias
+
+    class ScalarMultiplier(keras.layers.Layer):
+        """s·x, one scalar s (1 at first), trained at a tenth of the learning rate."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.scale_initializer = keras.initializers.Constant(1.0 / SCALAR_FACTOR)
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(), initializer=self.scale_initializer, name="scale")
+
+        def call(self, x):
+            return x * (SCALAR_FACTOR * self.scale)
+
+    return ScalarBias, ScalarMultiplier
+
+
+def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = None, scalars: bool = False):
     """He et al.'s ResNet-(6n + 2) for 28×28×1 images (see the module docstring).
 
     Layers are named ``stem``, ``stage<s>_block<b>_{conv1,conv2,shortcut,add}``
     (``_bn1``, ``_bn2``, ``_shortcut_bn`` with normalization) and ``head``, so
-    runs of one depth share their TensorBoard tags. Keras's default
-    initializers; `initialize_variant` re-initializes.
+    runs of one depth share their TensorBoard tags. With `scalars`, Fixup's
+    scalar biases before every convolution, ReLU and the classifier, and a
+    scalar multiplier and bias at the end of every residual branch. Keras's
+    default initializers; `initialize_variant` re-initializes.
     """
     import keras
     from keras import layers
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    ScalarBias, ScalarMultiplier = scalar_layers()
 
     def conv(filters: int, size: int, stride: int, name: str):
-        return layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=not normalization, name=name)
+        return layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False, name=name)
 
     def norm(x, name: str):
-        return layers.BatchNormalization(name=name)(x) if normalization else x
+        # PyTorch's running-average momentum 0.1, the papers' (Keras's 0.99
+        # leaves the moving statistics far from the batch's after one short epoch).
+        return layers.BatchNormalization(momentum=0.9, name=name)(x) if normalization else x
+
+    def bias(x, name: str):
+        return ScalarBias(name=name)(x) if scalars else x
 
     inputs = keras.Input((*IMAGE_SHAPE, 1), name="image")
-    x = layers.ReLU(name="stem_relu")(norm(conv(STAGE_WIDTHS[0], 3, 1, "stem")(inputs), "stem_bn"))
+    x = layers.ReLU(name="stem_relu")(bias(norm(conv(STAGE_WIDTHS[0], 3, 1, "stem")(inputs), "stem_bn"), "stem_bias"))
     for stage, filters in enumerate(STAGE_WIDTHS, start=1):
         for block in range(1, blocks_per_stage(network_depth) + 1):
             stride = 2 if stage > 1 and block == 1 else 1
             name = f"stage{stage}_block{block}"
-            h = conv(filters, 3, stride, f"{name}_conv1")(x)
-            h = layers.ReLU(name=f"{name}_relu1")(norm(h, f"{name}_bn1"))
-            h = norm(conv(filters, 3, 1, f"{name}_conv2")(h), f"{name}_bn2")
+            entry = bias(x, f"{name}_bias1a")
+            h = conv(filters, 3, stride, f"{name}_conv1")(entry)
+            h = layers.ReLU(name=f"{name}_relu1")(bias(norm(h, f"{name}_bn1"), f"{name}_bias1b"))
+            h = norm(conv(filters, 3, 1, f"{name}_conv2")(bias(h, f"{name}_bias2a")), f"{name}_bn2")
+            if scalars:
+                h = ScalarBias(name=f"{name}_bias2b")(ScalarMultiplier(name=f"{name}_scale")(h))
             shortcut = x
             if stride != 1 or x.shape[-1] != filters:
-                shortcut = norm(conv(filters, 1, stride, f"{name}_shortcut")(x), f"{name}_shortcut_bn")
+                shortcut = norm(conv(filters, 1, stride, f"{name}_shortcut")(entry), f"{name}_shortcut_bn")
             x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([shortcut, h]))
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = bias(layers.GlobalAveragePooling2D(name="pool")(x), "head_bias")
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="head")(x)
-    suffix = "_bn" if normalization else ""
+    suffix = "_bn" if normalization else "_fixup" if scalars else ""
     return keras.Model(inputs, outputs, name=f"resnet{network_depth}{suffix}")
 
 
 def fixup_policy(network_depth: int) -> dict:
     """Fixup's rule as a `kinit.initialize` policy map (Zhang et al. 2019, §3):
     the last layer of every residual branch and the classifier at 0, the
-    other layers of the branches He normal times L^(-1/(2m-2)), every other
-    weight by the auto policy (He normal)."""
+    other layers of the branches He normal times L^(-1/(2m-2)), the stem and
+    the shortcuts He normal, the scalar biases 0 and multipliers 1 (their
+    layers' own initializers)."""
     import kinit
 
     branches = 3 * blocks_per_stage(network_depth)  # L residual branches of m = 2 convolutions
@@ -249,6 +302,10 @@ def fixup_policy(network_depth: int) -> dict:
         r"stage\d+_block\d+_conv1": kinit.HeNormal(gain=math.sqrt(2.0) * scale, distribution="normal"),
         r"stage\d+_block\d+_conv2": kinit.Zeros(),
         "head": kinit.Zeros(),
+        # He normal: a scalar bias stands between them and their ReLU, which
+        # the auto policy cannot see through (it would choose Glorot).
+        "stem": kinit.HeNormal(),
+        r"stage\d+_block\d+_shortcut": kinit.HeNormal(),
     }
 
 
@@ -264,7 +321,7 @@ def initialize_variant(model, variant: str, network_depth: int, seed: int):
 
 
 def build_variant(variant: str, network_depth: int, seed: int):
-    model = build_resnet(network_depth, normalization=variant == "he_bn", seed=seed)
+    model = build_resnet(network_depth, normalization=variant == "he_bn", seed=seed, scalars=variant == "fixup")
     initialize_variant(model, variant, network_depth, seed)
     return model
 
@@ -329,7 +386,8 @@ def train_run(variant: str, network_depth: int, data: Data, args: argparse.Names
 
     start = time.perf_counter()
     model = build_variant(variant, network_depth, args.seed)
-    model.compile(optimizer=keras.optimizers.SGD(args.learning_rate, momentum=0.9),
+    optimizer = keras.optimizers.SGD(args.learning_rate, momentum=0.9, global_clipnorm=args.clipnorm or None)
+    model.compile(optimizer=optimizer,
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     signal = diagnostics.signal_propagation(model, data.probe)
     dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
@@ -459,8 +517,10 @@ def run(args: argparse.Namespace) -> Result:
 def _run(args: argparse.Namespace) -> Result:
     start = time.perf_counter()
     data = prepare_data(args)
+    clipping = f", gradient norm clipped at {args.clipnorm:g}" if args.clipnorm else ""
     print(f"Fashion-MNIST from {data.source}: {len(data.x_train)} training, {len(data.x_test)} test examples; "
-          f"one epoch per network, SGD {args.learning_rate} (momentum 0.9), batch {args.batch_size}.", flush=True)
+          f"one epoch per network, SGD {args.learning_rate} (momentum 0.9{clipping}), batch {args.batch_size}.",
+          flush=True)
     log_dir = args.output_dir / OUTPUTS["logs"]
     log_dir.mkdir(parents=True, exist_ok=True)
     runs = []

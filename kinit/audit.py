@@ -371,6 +371,8 @@ def verify(values: np.ndarray, expectation: Implied, k: float, dtype: str = "flo
     if values.size == 0:
         return _passes("no values")
     eps = _EPS.get(dtype, _EPS["float32"])
+    if expectation.gain == 0:  # an orthogonal scheme with gain 0 gives zeros
+        return _passes("all zero (gain 0)") if not values.any() else _fails("a gain-0 rule gives zeros only")
     check = {
         EXACT: _check_exact,
         ORTHOGONAL: _check_orthogonal,
@@ -404,32 +406,23 @@ def _orthogonality_tolerance(eps: float, size: int) -> float:
     return 4.0 * eps + 16.0 * _EPS["float32"] * math.sqrt(size)
 
 
-def _zero_gain(values, gain) -> Optional[Outcome]:
-    if gain == 0:
-        return _passes("all zero (gain 0)") if not values.any() else _fails("a gain-0 rule gives zeros only")
-    return None
+def _gram_outcome(matrices, gain: float, tolerance: float, claim: str, prefix: str = "") -> Outcome:
+    """Whether every matrix of `matrices` is orthogonal times `gain` (`claim`
+    names the product checked, e.g. ``WᵀW of the 64×32 kernel``)."""
+    error = max(_orthogonality_error(matrix, gain) for matrix in matrices)
+    if error > tolerance:
+        return _fails(f"{prefix}{claim} is not {gain:.4g}²·I: off by {error:.3g}·g² (tolerance {tolerance:.2g})")
+    return _passes(f"{prefix}{claim} = {gain:.4g}²·I within {error:.2g}·g²")
 
 
 def _check_orthogonal(values, expectation: Implied, k, dtype, eps):
-    gain = expectation.gain
-    found = _zero_gain(values, gain)
-    if found is not None:
-        return found
     matrix = values.reshape(-1, values.shape[-1])
-    error = _orthogonality_error(matrix, gain)
-    tolerance = _orthogonality_tolerance(eps, max(matrix.shape))
     side = "WᵀW" if matrix.shape[0] >= matrix.shape[1] else "WWᵀ"
-    if error > tolerance:
-        return _fails(f"{side} of the {matrix.shape[0]}×{matrix.shape[1]} kernel is not {gain:.4g}²·I: off by "
-                      f"{error:.3g}·g² (tolerance {tolerance:.2g})")
-    return _passes(f"{side} = {gain:.4g}²·I within {error:.2g}·g²")
+    return _gram_outcome([matrix], expectation.gain, _orthogonality_tolerance(eps, max(matrix.shape)),
+                         f"{side} of the {matrix.shape[0]}×{matrix.shape[1]} kernel")
 
 
 def _check_delta_orthogonal(values, expectation: Implied, k, dtype, eps):
-    gain = expectation.gain
-    found = _zero_gain(values, gain)
-    if found is not None:
-        return found
     spatial = values.shape[:-2]
     centre = centre_taps(spatial)
     mask = np.ones(spatial, dtype=bool)
@@ -437,31 +430,19 @@ def _check_delta_orthogonal(values, expectation: Implied, k, dtype, eps):
     stray = int(np.count_nonzero(values[mask]))
     if stray:
         return _fails(f"{stray} values outside the centre tap {centre} are not zero")
-    error = _orthogonality_error(values[centre], gain)
-    tolerance = _orthogonality_tolerance(eps, values.shape[-1])
-    if error > tolerance:
-        return _fails(f"the centre tap is not orthogonal times {gain:.4g}: HHᵀ off by {error:.3g}·g² "
-                      f"(tolerance {tolerance:.2g})")
-    return _passes(f"zero off the centre tap; HHᵀ = {gain:.4g}²·I within {error:.2g}·g²")
+    return _gram_outcome([values[centre]], expectation.gain, _orthogonality_tolerance(eps, values.shape[-1]),
+                         "HHᵀ of the centre tap", "zero off the centre tap; ")
 
 
 def _check_convolution_orthogonal(values, expectation: Implied, k, dtype, eps):
-    gain = expectation.gain
-    found = _zero_gain(values, gain)
-    if found is not None:
-        return found
     spatial = values.shape[:-2]
     # W(ω)W(ω)* − g²I is a trigonometric polynomial of degree < k per axis:
     # it vanishes everywhere iff it vanishes on a grid of 2k − 1 frequencies.
     grid = [2 * size - 1 for size in spatial]
     transfer = np.fft.fftn(values, s=grid, axes=tuple(range(len(spatial))))
-    transfer = transfer.reshape(-1, *values.shape[-2:])
-    error = max(_orthogonality_error(matrix, gain) for matrix in transfer)
     tolerance = _orthogonality_tolerance(eps, values.shape[-1] * math.prod(spatial))
-    if error > tolerance:
-        return _fails(f"the convolution is not orthogonal times {gain:.4g}: W(ω)W(ω)* off by {error:.3g}·g² "
-                      f"(tolerance {tolerance:.2g})")
-    return _passes(f"W(ω)W(ω)* = {gain:.4g}²·I at every frequency within {error:.2g}·g²")
+    return _gram_outcome(transfer.reshape(-1, *values.shape[-2:]), expectation.gain, tolerance,
+                         "W(ω)W(ω)* at every frequency")
 
 
 def _check_sparse(values, expectation: Implied, k, dtype, eps):

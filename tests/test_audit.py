@@ -238,7 +238,7 @@ def test_constants_set_by_initialize_match_and_a_hand_edit_is_caught():
     ("identity", lambda w: w * 0.5, "differ from the rule's exact values"),
     ("sparse", lambda w: w + (w == 0) * 0.01, "zero weights"),
     ("delta", lambda w: w + 1e-3, "outside the centre tap"),
-    ("conv_orth", lambda w: w * 1.01, "not orthogonal"),
+    ("conv_orth", lambda w: w * 1.01, "W(ω)W(ω)* at every frequency is not 1²·I"),
     ("tail", lambda w: w * -1.0, "outside the rule's bounds"),
 ])
 def test_each_check_catches_its_kind_of_mistake(layer_name, planted, words):

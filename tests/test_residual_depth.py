@@ -30,7 +30,7 @@ def test_resnet_has_6n_plus_2_weight_layers_and_3n_residual_blocks(depth, normal
     assert kinds.count("Add") == adds
     assert (kinds.count("BatchNormalization") > 0) == normalization
     assert model.output_shape == (None, 10)
-    assert all(layer.use_bias != normalization for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert not any(layer.use_bias for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
 
 
 def test_fixup_zeroes_branch_ends_and_classifier_and_scales_the_rest():
@@ -41,7 +41,12 @@ def test_fixup_zeroes_branch_ends_and_classifier_and_scales_the_rest():
     assert rules["stage2_block3_conv2/kernel"] == rules["head/kernel"] == "kinit.Zeros()"
     gain = math.sqrt(2.0) * 9 ** -0.5  # L = 9 residual branches of m = 2 layers
     assert rules["stage1_block1_conv1/kernel"] == f"kinit.HeNormal(gain={gain:.6g}, distribution='normal')"
-    assert rules["stem/kernel"] == rules["stage2_block1_shortcut/kernel"] == "kinit.HeNormal(gain=1.41421)"
+    assert rules["stem/kernel"] == rules["stage2_block1_shortcut/kernel"] == "kinit.HeNormal()"
+    # Fixup's scalars: biases 0 and multipliers 1 (stored as 1/√0.1, used times √0.1).
+    assert rules["stage3_block2_bias1a/bias"] == rules["head_bias/bias"] == "kinit.Zeros()"
+    assert rules["stage3_block2_scale/scale"] == f"keras.Constant(value={1 / math.sqrt(0.1):.6g})"
+    variants = {v: residual_depth.build_variant(v, 8, seed=0) for v in ("he", "he_bn")}
+    assert not any("Scalar" in type(layer).__name__ for model in variants.values() for layer in model.layers)
 
 
 @pytest.fixture(scope="module")
