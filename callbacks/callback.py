@@ -214,8 +214,9 @@ class InitDiagnostics(keras.callbacks.Callback):
         findings = self._guard("findings", self._report, rows, step)
         if findings is not None and self._writer is not None:
             values.append(text_value("findings", _markdown(findings, step)))
-        if step == 0 and self.signal_propagation and self._probe_fits and self._writer is not None:
-            values += self._guard("signal propagation", signal_propagation_values, self._model_map, self.x) or []
+        model_map = getattr(self, "_model_map", None)  # None if the probe could not be observed
+        if step == 0 and self.signal_propagation and self._probe_fits and self._writer and model_map:
+            values += self._guard("signal propagation", signal_propagation_values, model_map, self.x) or []
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
 
