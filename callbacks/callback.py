@@ -14,16 +14,16 @@ from callbacks.findings import Finding, Thresholds, find_problems
 from callbacks.layers import LayerEntry, discover
 from callbacks.probe import check_probe, ensure_built, observe, split_probe
 from callbacks.compiled import CompiledPass
-from callbacks.rows import make_row, tensor_summaries
+from callbacks.rows import make_row, spectra_row, tensor_summaries
 from callbacks.tensor_statistics import SPARSE_TYPES
 from callbacks.writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
-from kinit.validation import check_int
+from kinit.validation import check_bool, check_int
 
 logger = logging.getLogger("callbacks")
 
 #: Row statistics written as scalars, per kind (tag ``<kind>_<stat>/<layer>/<name>``).
 SCALARS = {
-    "weight": ("std", "norm", "update_ratio", "nan", "inf"),
+    "weight": ("std", "norm", "update_ratio", "nan", "inf", "spectral_norm", "stable_rank", "alpha"),
     "activation": ("mean", "std", "signal", "zero_fraction", "dead_fraction",
                    "saturated_fraction", "nan", "inf"),
     "gradient": ("norm", "nan", "inf"),
@@ -47,7 +47,10 @@ class InitDiagnostics(keras.callbacks.Callback):
     * scalars ``<kind>_<statistic>/<layer>/<name>``: activation mean, std,
       signal (across-example std), zero, dead and saturated fractions;
       weight std, norm and update ratio ‖ΔW‖/‖W‖ since the last log;
-      gradient norm; NaN and Inf counts of each,
+      gradient norm; NaN and Inf counts of each; with ``spectra=True``,
+      each kernel's spectral norm, stable rank and power-law exponent α
+      (``weight_spectral_norm``, ``weight_stable_rank``, ``weight_alpha``;
+      see `callbacks.spectra`),
     * the health findings as text ``findings`` (and a `logging` warning) at
       step 0 and whenever they change.
 
@@ -80,6 +83,10 @@ class InitDiagnostics(keras.callbacks.Callback):
         buckets: histogram bucket count.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+        spectra: also log each kernel's spectral norm, stable rank and α
+            (one eigendecomposition of its ``WᵀW`` per log; off by default).
+            A kernel holding NaN/Inf gives none of them, one too small to
+            fit gives no α.
 
     Reference:
         - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html):
@@ -103,6 +110,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         exploding_factor: float = Thresholds.exploding_factor,
         dead_fraction: float = Thresholds.dead_fraction,
         saturated_fraction: float = Thresholds.saturated_fraction,
+        spectra: bool = False,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -114,6 +122,7 @@ class InitDiagnostics(keras.callbacks.Callback):
                          "gradients": bool(gradients)}
         self.layer_filter = _check_pattern(owner, layer_filter)
         self.buckets = check_int(owner, "buckets", buckets, minimum=1)
+        self.spectra = check_bool(owner, "spectra", spectra)
         self.thresholds = Thresholds.checked(
             owner, vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
             dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
@@ -203,6 +212,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         values = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)  # kept for the next log
         row = make_row(observation, summary, self._previous.get(observation.tag), values)
         self._previous[observation.tag] = values
+        if self.spectra:  # its own guard: a failure loses the three numbers, not the row
+            row.update(self._guard("weight spectra", spectra_row, observation, values) or {})
         return row
 
     def _histograms(self, observations, rows: List[dict]) -> list:

@@ -12,6 +12,7 @@ from callbacks.layers import discover
 from callbacks.probe import check_probe, ensure_built, observe
 from callbacks.rows import make_row, tensor_summaries
 from kinit.report import text_table
+from kinit.validation import check_bool
 
 #: Columns of the printed table: (row key, heading, format).
 _COLUMNS = (
@@ -21,6 +22,9 @@ _COLUMNS = (
     ("signal", "signal", ".3g"), ("zero_fraction", "zero", ".0%"), ("dead_fraction", "dead", ".0%"),
     ("saturated_fraction", "sat", ".0%"), ("nan", "nan", "d"), ("inf", "inf", "d"),
 )
+#: Columns added by ``spectra=True``.
+_SPECTRA_COLUMNS = (("spectral_norm", "sigma_max", ".3g"), ("stable_rank", "stable_rank", ".3g"),
+                    ("alpha", "alpha", ".3g"))
 
 
 class Diagnosis:
@@ -31,12 +35,15 @@ class Diagnosis:
             `callbacks.rows.ROW_KEYS`).
         findings: plain-language problems; empty when the model looks healthy.
         notes: what could not be observed (e.g. gradients without targets).
+        spectra: whether the kernels' spectral numbers were computed (the
+            table then shows them).
     """
 
-    def __init__(self, rows: List[dict], findings: List[str], notes: List[str]):
+    def __init__(self, rows: List[dict], findings: List[str], notes: List[str], spectra: bool = False):
         self.rows = rows
         self.findings = findings
         self.notes = notes
+        self.spectra = spectra
 
     def to_dataframe(self):
         """The rows as a `pandas.DataFrame` (needs pandas)."""
@@ -48,8 +55,9 @@ class Diagnosis:
         return pandas.DataFrame(self.rows)
 
     def __str__(self) -> str:
-        cells = [[heading for _, heading, _ in _COLUMNS]]
-        cells += [[_cell(row[key], fmt) for key, _, fmt in _COLUMNS] for row in self.rows]
+        columns = _COLUMNS + (_SPECTRA_COLUMNS if self.spectra else ())
+        cells = [[heading for _, heading, _ in columns]]
+        cells += [[_cell(row[key], fmt) for key, _, fmt in columns] for row in self.rows]
         lines = [text_table(cells), ""]
         lines += [f"! {finding}" for finding in self.findings] or ["No problems found."]
         lines += [f"note: {note}" for note in self.notes]
@@ -70,6 +78,7 @@ def diagnose(
     exploding_factor: float = Thresholds.exploding_factor,
     dead_fraction: float = Thresholds.dead_fraction,
     saturated_fraction: float = Thresholds.saturated_fraction,
+    spectra: bool = False,
 ) -> Diagnosis:
     """Statistics and health findings of a model as it is now, on a batch `x`.
 
@@ -93,6 +102,8 @@ def diagnose(
         layer_filter: a regular expression; only layers whose path matches.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+        spectra: also give each kernel's ``spectral_norm``, ``stable_rank``
+            and ``alpha`` (see `callbacks.spectra`; None in the other rows).
 
     Reference:
         The same as `InitDiagnostics` (Glorot & Bengio, 2010; Goodfellow,
@@ -101,12 +112,14 @@ def diagnose(
     thresholds = Thresholds.checked(
         "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
         dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
+    spectra = check_bool("diagnose", "spectra", spectra)
     check_probe("diagnose", x, y)
     ensure_built(model, x)
     entries = discover(model, layer_filter)
     observations, notes = observe(model, entries, x, y, loss=loss)
-    rows = [make_row(o, summary) for o, summary in zip(observations, tensor_summaries(observations))]
-    return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes)
+    rows = [make_row(o, summary, spectra=spectra)
+            for o, summary in zip(observations, tensor_summaries(observations))]
+    return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes, spectra)
 
 
 def _cell(value, fmt: str) -> str:

@@ -12,7 +12,9 @@ the `summarize` numbers (``count``, ``nan``, ``inf``, ``mean``, ``std``,
 identical: whether everything downstream reads them alike, see
 `callbacks.downstream`; None when its output is a model output or the
 wiring is not known) and ``update_ratio`` (since the previous look, callback
-only).
+only); with spectra asked for, a kernel's (a weight whose name ends in
+``kernel``) ``spectral_norm``, ``stable_rank`` and ``alpha`` (see
+`callbacks.spectra`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import keras
 import numpy as np
 
 from callbacks.probe import Observation
+from callbacks.spectra import KEYS as SPECTRA_KEYS, spectral_statistics
 from callbacks.statistics import activation_summary, identical_slices, identical_units, summarize, update_ratio
 from callbacks.tensor_statistics import tensor_summaries as summaries
 
@@ -31,7 +34,7 @@ ROW_KEYS = (
     "layer", "kind", "name", "tag", "shape", "dtype", "activation",
     "count", "nan", "inf", "mean", "std", "min", "max", "norm", "zero_fraction",
     "signal", "dead_fraction", "saturated_fraction", "identical_units", "identical_outgoing",
-    "update_ratio",
+    "update_ratio", *SPECTRA_KEYS,
 )
 
 
@@ -53,11 +56,13 @@ def tensor_summaries(observations: List[Observation],
 
 
 def make_row(observation: Observation, summary: Optional[dict] = None,
-             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None) -> dict:
+             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None,
+             spectra: bool = False) -> dict:
     """The statistics row of `observation`. `summary`: its `tensor_summaries`
     entry, if any (otherwise NumPy computes the numbers); `previous`: the
     weight's values at the previous look, for the update ratio; `values`:
-    the observation's value as NumPy, if the caller has it already."""
+    the observation's value as NumPy, if the caller has it already;
+    `spectra`: whether to add a kernel's `spectra_row`."""
     entry = observation.entry
     value = observation.value
     row = dict.fromkeys(ROW_KEYS)
@@ -82,4 +87,14 @@ def make_row(observation: Observation, summary: Optional[dict] = None,
                 identical_slices(keras.ops.convert_to_numpy(weight), axis) for weight, axis in entry.outgoing)
         if previous is not None:
             row["update_ratio"] = update_ratio(previous, values)
+        if spectra:
+            row.update(spectra_row(observation, values))
     return row
+
+
+def spectra_row(observation: Observation, values: np.ndarray) -> dict:
+    """`spectral_statistics` of a kernel (a weight whose name ends in
+    ``kernel``, read with its units last); {} for any other observation."""
+    if observation.kind != "weight" or not observation.name.endswith("kernel"):
+        return {}
+    return spectral_statistics(values, observation.entry.units_axis)
