@@ -26,7 +26,8 @@ import keras
 import numpy as np
 
 from callbacks.probe import Observation
-from callbacks.spectra import KEYS as SPECTRA_KEYS, spectral_statistics
+from callbacks.spectra import KEYS as SPECTRA_KEYS, eigenvalues, spectral_statistics
+from callbacks.tensor_spectra import eigenvalues as tensor_eigenvalues
 from callbacks.statistics import activation_summary, identical_slices, identical_units, summarize, update_ratio
 from callbacks.tensor_statistics import tensor_summaries as summaries
 
@@ -94,7 +95,10 @@ def make_row(observation: Observation, summary: Optional[dict] = None,
 
 def spectra_row(observation: Observation, values: np.ndarray) -> dict:
     """`spectral_statistics` of a kernel (a weight whose name ends in
-    ``kernel``, read with its units last); {} for any other observation."""
+    ``kernel``, read with its units last); {} for any other observation.
+    On the TensorFlow backend TensorFlow computes the eigenvalues (see
+    `callbacks.tensor_spectra`)."""
     if observation.kind != "weight" or not observation.name.endswith("kernel"):
         return {}
-    return spectral_statistics(values, observation.entry.units_axis)
+    solver = tensor_eigenvalues if keras.backend.backend() == "tensorflow" else eigenvalues
+    return spectral_statistics(values, observation.entry.units_axis, solver)

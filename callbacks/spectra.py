@@ -171,14 +171,16 @@ def _ks_distances(logs: np.ndarray, first: np.ndarray, candidates: np.ndarray,
     return gaps.max(axis=1)
 
 
-def spectral_statistics(kernel, units_axis: int = -1) -> dict:
+def spectral_statistics(kernel, units_axis: int = -1, solver=eigenvalues) -> dict:
     """``spectral_norm``, ``stable_rank`` and ``alpha`` of a kernel (see the
-    module docstring); None for each one that does not apply."""
+    module docstring); None for each one that does not apply. `solver`
+    gives the eigenvalues of the kernel's matrix as `eigenvalues` does
+    (`callbacks.tensor_spectra.eigenvalues` computes them with TensorFlow)."""
     result = dict.fromkeys(KEYS)
     matrix = kernel_matrix(kernel, units_axis)
     if matrix.size == 0 or not np.isfinite(matrix).all():
         return result
-    spectrum = eigenvalues(matrix)
+    spectrum = solver(matrix)
     largest = float(spectrum[-1])
     result["spectral_norm"] = float(np.sqrt(largest))
     if largest > 0:
