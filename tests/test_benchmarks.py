@@ -70,6 +70,8 @@ def test_callback_overhead_times_every_variant_against_no_callback(capsys):
         assert spectra.group(2) == by_variant["InitDiagnostics defaults"][4]
         with_spectra, without, added = (float(spectra.group(i)) for i in (1, 2, 3))
         assert added == pytest.approx(with_spectra - without, abs=1.5e-3)  # each rounded to 3 decimals
+        computing = re.search(r"Timed directly, computing them takes ([\d.]+) s per log", table)
+        assert computing and 0 < float(computing.group(1)) <= with_spectra + 5e-4  # a part of on_epoch_end
 
 
 def test_histogram_memory_sees_the_one_hot_matrix_that_kinit_avoids(capsys):
