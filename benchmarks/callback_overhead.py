@@ -54,8 +54,8 @@ import bench  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from callbacks import InitDiagnostics  # noqa: E402
-import callbacks.callback as callback_module  # noqa: E402
+from kinit.callbacks import InitDiagnostics  # noqa: E402
+import kinit.callbacks.callback as callback_module  # noqa: E402
 
 VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max",
             "InitDiagnostics spectra")
@@ -144,7 +144,7 @@ def time_epoch_end(callback, clock: "SpectraClock") -> list[float]:
 
 class SpectraClock:
     """While entered, adds up the seconds InitDiagnostics spends on the
-    kernels' spectra (its calls of `callbacks.rows.spectra_row`)."""
+    kernels' spectra (its calls of `kinit.callbacks.rows.spectra_row`)."""
 
     def __init__(self):
         self.total = 0.0

@@ -86,7 +86,7 @@ def run_child(variant: str, elements: int, buckets: int) -> dict:
 def measure(variant: str, elements: int, buckets: int) -> dict:
     import tensorflow as tf
 
-    from callbacks.writer import SummaryWriter, histogram_value
+    from kinit.callbacks.writer import SummaryWriter, histogram_value
 
     log_dir = tempfile.mkdtemp()
     if variant == OURS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -10,16 +11,19 @@ from typing import Dict, List, Optional
 import keras
 import numpy as np
 
-from callbacks.findings import Finding, Thresholds, find_problems
-from callbacks.layers import LayerEntry, discover
-from callbacks.probe import check_probe, ensure_built, observe, split_probe
-from callbacks.compiled import CompiledPass
-from callbacks.rows import make_row, spectra_row, tensor_summaries
-from callbacks.tensor_statistics import SPARSE_TYPES
-from callbacks.writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
+from kinit.inputs import check_against_model, check_batch_size, read_batch
+from kinit.model_map import map_model
 from kinit.validation import check_bool, check_int
 
-logger = logging.getLogger("callbacks")
+from .compiled import CompiledPass
+from .findings import Finding, Thresholds, find_problems
+from .layers import LayerEntry, discover
+from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
+from .rows import make_row, spectra_row, summaries_where_they_live
+from .tensor_statistics import SPARSE_TYPES
+from .writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
+
+logger = logging.getLogger("kinit.callbacks")
 
 #: Row statistics written as scalars, per kind (tag ``<kind>_<stat>/<layer>/<name>``).
 SCALARS = {
@@ -50,7 +54,7 @@ class InitDiagnostics(keras.callbacks.Callback):
       gradient norm; NaN and Inf counts of each; with ``spectra=True``,
       each kernel's spectral norm, stable rank and power-law exponent α
       (``weight_spectral_norm``, ``weight_stable_rank``, ``weight_alpha``;
-      see `callbacks.spectra`),
+      see `kinit.callbacks.spectra`),
     * the health findings as text ``findings`` (and a `logging` warning) at
       step 0 and whenever they change.
 
@@ -73,9 +77,15 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     Args:
         log_dir: directory of the event files.
-        probe_data: a batch ``x`` or ``(x, y)`` of 2 to 4096 examples, ``y``
-            with as many as ``x``; ``y`` is needed for gradients (multi-input
-            ``x``: a list or dict). Checked here, not at the first log.
+        probe_data: a batch ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` of
+            2 to 4096 examples, read as `fit` reads data (a tuple is
+            ``(x, y[, sample_weight])``; several inputs go in a list or a
+            dict), or a `tf.data.Dataset` / iterable of such batches, of which
+            the first 4096 examples are taken. ``y`` is needed for gradients;
+            sample weights weight the examples in their loss. Checked here
+            for its size, and against the model's inputs when training
+            begins: a probe that does not fit is one warning, and the
+            weights are still logged.
         freq: log every `freq` epochs.
         weights, activations, gradients: what to log.
         layer_filter: a regular expression; only layers whose path matches
@@ -115,8 +125,9 @@ class InitDiagnostics(keras.callbacks.Callback):
         super().__init__()
         owner = type(self).__name__
         self.log_dir = os.fspath(log_dir)
-        self.x, self.y = split_probe(probe_data)
-        check_probe(owner, self.x, self.y, argument="probe_data")
+        probe = read_batch(owner, probe_data, "probe_data", MAX_PROBE_EXAMPLES)
+        check_batch_size(owner, probe, "probe_data", minimum=2, maximum=MAX_PROBE_EXAMPLES)
+        self.x, self.y, self.sample_weight = probe.x, probe.y, probe.sample_weight
         self.freq = check_int(owner, "freq", freq, minimum=1)
         self.switches = {"weights": bool(weights), "activations": bool(activations),
                          "gradients": bool(gradients)}
@@ -135,7 +146,9 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._previous: Dict[str, np.ndarray] = {}
         self._findings: Optional[List[Finding]] = None
         self._last_step: Optional[int] = None
-        self._epochs_done: Optional[int] = None
+        self._shift: Optional[int] = None
+        self._steps_done: Optional[int] = None
+        self._probe_fits = True
         self._compiled = CompiledPass()
 
     # Keras hooks -------------------------------------------------------------
@@ -146,6 +159,8 @@ class InitDiagnostics(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._entries = None  # layers may have been added or removed since the last fit
+        self._shift = None  # set at this fit's first epoch
+        self._probe_fits = self._guard("the probe", self._check_probe) is not False
         if self._writer is None:
             try:
                 self._writer = SummaryWriter(self.log_dir)
@@ -155,16 +170,24 @@ class InitDiagnostics(keras.callbacks.Callback):
         if self._last_step is None:
             self.log(0)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._shift is None:
+            # A later fit continues the run: its steps follow the last one
+            # logged (also when it starts at initial_epoch > 0).
+            self._shift = max(0, (self._last_step or 0) - epoch)
+
     def on_epoch_end(self, epoch, logs=None):
-        self._epochs_done = epoch + 1
+        if self._shift is None:
+            self.on_epoch_begin(epoch)
+        self._steps_done = epoch + 1 + self._shift
         if (epoch + 1) % self.freq == 0:
-            self.log(epoch + 1)
+            self.log(self._steps_done)
 
     def on_train_end(self, logs=None):
         # Training that stops between logs (EarlyStopping, epochs not a
         # multiple of freq) still logs the weights it ends with.
-        if self._epochs_done is not None and self._last_step != self._epochs_done:
-            self.log(self._epochs_done)
+        if self._steps_done is not None and self._last_step != self._steps_done:
+            self.log(self._steps_done)
         if self._writer is not None:
             self._guard("the event file", self._writer.close)
             self._writer = None
@@ -194,29 +217,48 @@ class InitDiagnostics(keras.callbacks.Callback):
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
 
+    def _check_probe(self) -> bool:
+        """Whether the probe fits the model's inputs; if not, warn once in one
+        line: then only the weights are logged."""
+        if not self.model.built:
+            return True
+        try:
+            check_against_model(type(self).__name__, self.model, self.x, "probe_data", y=self.y)
+        except ValueError as error:
+            self._warn_once("probe shape", f"{error} Activations and gradients are not logged; "
+                            "weights are.")
+            return False
+        return True
+
     def _observe(self):
         if self._entries is None:
-            ensure_built(self.model, self.x)
-            self._entries = discover(self.model, self.layer_filter)
+            if self._probe_fits:
+                ensure_built(self.model, self.x)
+            self._model_map = map_model(self.model, self.x if self._probe_fits else None)
+            self._entries = discover(self._model_map, self.layer_filter)
         run = self._compiled if keras.backend.backend() == "tensorflow" else None
-        return observe(self.model, self._entries, self.x, self.y, run=run, **self.switches)
+        switches = dict(self.switches)
+        if not self._probe_fits:
+            switches.update(activations=False, gradients=False)
+        return observe(self._model_map, self._entries, self.x, self.y, self.sample_weight, run=run, **switches)
 
     def _summaries(self, observations) -> list:
-        """`rows.tensor_summaries`, whose failure is warned about once."""
-        return tensor_summaries(observations,
-                                lambda message: self._warn_once("statistics", f"InitDiagnostics: {message}"))
+        """`rows.summaries_where_they_live`, whose failure is warned about once."""
+        return summaries_where_they_live(
+            observations, lambda message: self._warn_once("statistics", f"InitDiagnostics: {message}"))
 
-    def _row(self, observation, summary: Optional[dict]) -> dict:
+    def _row(self, observation, summary: Optional[dict]):
         if observation.kind != "weight":
             return make_row(observation, summary)
         values = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)  # kept for the next log
         row = make_row(observation, summary, self._previous.get(observation.tag), values)
         self._previous[observation.tag] = values
         if self.spectra:  # its own guard: a failure loses the three numbers, not the row
-            row.update(self._guard("weight spectra", spectra_row, observation, values) or {})
+            numbers = self._guard("weight spectra", spectra_row, observation, values) or {}
+            row = dataclasses.replace(row, **numbers)
         return row
 
-    def _histograms(self, observations, rows: List[dict]) -> list:
+    def _histograms(self, observations, rows: list) -> list:
         """Histogram summary values of `observations`, binned in one traced call;
         if that fails, one by one (a failure warns once per kind)."""
         values = [_binnable(o) for o in observations]
@@ -228,7 +270,7 @@ class InitDiagnostics(keras.callbacks.Callback):
                           for o, value, extremes in zip(observations, values, ranges)]
             return [h for h in histograms if h is not None]
 
-    def _report(self, rows: List[dict], step: int) -> Optional[List[Finding]]:
+    def _report(self, rows: list, step: int) -> Optional[List[Finding]]:
         """Log the findings if they are new; return them if they should be written."""
         findings = find_problems(rows, self.thresholds)
         previous, self._findings = self._findings, findings
@@ -265,13 +307,13 @@ def _binnable(observation):
     return keras.ops.convert_to_numpy(observation.value)
 
 
-def _finite_range(row: dict) -> Optional[tuple]:
+def _finite_range(row) -> Optional[tuple]:
     """(min, max) of a tensor whose values are all finite, else None."""
     return (row["min"], row["max"]) if row["count"] and not (row["nan"] or row["inf"]) else None
 
 
-def _scalars(observation, row: dict) -> list:
-    return [scalar_value(f"{observation.kind}_{statistic}/{observation.layer}/{observation.name}",
+def _scalars(observation, row) -> list:
+    return [scalar_value(f"{observation.kind}_{statistic}/{observation.path}/{observation.name}",
                          row[statistic])
             for statistic in SCALARS[observation.kind] if row[statistic] is not None]
 

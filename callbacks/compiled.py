@@ -3,7 +3,7 @@
 Eager Keras runs a model op by op from Python, and an eager gradient tape
 replays the backward pass the same way: on a small convolutional network
 that doubles the cost of the probe. `CompiledPass` traces
-`probe.forward_and_backward` into one `tf.function` per model and calls it
+`observe.forward_and_backward` into one `tf.function` per model and calls it
 at every later log (TensorFlow backend).
 """
 
@@ -16,12 +16,14 @@ import logging
 import keras
 import tensorflow as tf
 
-from callbacks.layers import LayerEntry
-from callbacks.probe import Pass, forward_and_backward
+from kinit.keras_adapter import compiled_loss
+
+from .layers import LayerEntry
+from .observe import Pass, forward_and_backward
 
 
 class CompiledPass:
-    """`probe.forward_and_backward`, traced and reused while the model stays the same.
+    """`observe.forward_and_backward`, traced and reused while the model stays the same.
 
     A drop-in `run` for `probe.observe`. The first call for a model runs
     eagerly: it builds what the model builds lazily (a compiled loss creates
@@ -42,30 +44,32 @@ class CompiledPass:
         self._layout: dict = {}
         self._eager = False
 
-    def __call__(self, model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss) -> Pass:
+    def __call__(self, model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss,
+                 sample_weight=None) -> Pass:
         signature = (id(model), tuple(id(layer) for layer in model.layers), tuple(id(e.layer) for e in entries),
-                     gradients, loss, id(getattr(model, "_compile_loss", None)),
+                     gradients, loss, id(compiled_loss(model)),
                      tuple(v.trainable for e in entries for _, v in e.weights))
         if self._eager or signature != self._signature:
             self._signature, self._function = signature, None
-            return forward_and_backward(model, entries, x, y, gradients, loss)
+            return forward_and_backward(model, entries, x, y, gradients, loss, sample_weight)
         try:
             if self._function is None:
-                self._function = self._trace(model, entries, x, y, gradients, loss)
+                self._function = self._trace(model, entries, x, y, gradients, loss, sample_weight)
             activations, grads = self._function()
         except Exception as error:  # the eager pass reports (or raises) what fails
-            logging.getLogger("callbacks").debug("InitDiagnostics: the probe runs eagerly: %r", error)
+            logging.getLogger("kinit.callbacks").debug("InitDiagnostics: the probe runs eagerly: %r", error)
             self._eager = True
-            return forward_and_backward(model, entries, x, y, gradients, loss)
+            return forward_and_backward(model, entries, x, y, gradients, loss, sample_weight)
         return self._unflatten(activations, grads)
 
-    def _trace(self, model, entries, x, y, gradients: bool, loss):
-        x, y = (keras.tree.map_structure(tf.convert_to_tensor, data) if data is not None else None
-                for data in (x, y))
+    def _trace(self, model, entries, x, y, gradients: bool, loss, sample_weight):
+        x, y, sample_weight = (keras.tree.map_structure(tf.convert_to_tensor, data) if data is not None else None
+                               for data in (x, y, sample_weight))
         layout = self._layout
 
         def run():
-            outputs, trainable, grads, failure = forward_and_backward(model, entries, x, y, gradients, loss)
+            outputs, trainable, grads, failure = forward_and_backward(model, entries, x, y, gradients, loss,
+                                                                      sample_weight)
             if failure is not None:
                 raise failure
             layout["outputs"] = [(path, len(tensors)) for path, tensors in outputs]

@@ -7,16 +7,19 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from callbacks.findings import Thresholds, find_problems
-from callbacks.layers import discover
-from callbacks.probe import check_probe, ensure_built, observe
-from callbacks.rows import make_row, tensor_summaries
-from kinit.report import text_table
+from kinit.inputs import check_against_model, check_batch_size, read_batch
+from kinit.model_map import map_model
+from kinit.report import Report, text_table
 from kinit.validation import check_bool
+
+from .findings import Thresholds, find_problems
+from .layers import discover
+from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
+from .rows import DiagnosticRow, make_row, summaries_where_they_live
 
 #: Columns of the printed table: (row key, heading, format).
 _COLUMNS = (
-    ("layer", "layer", "s"), ("kind", "kind", "s"), ("name", "name", "s"),
+    ("path", "path", "s"), ("kind", "kind", "s"), ("name", "name", "s"),
     ("shape", "shape", "s"), ("mean", "mean", ".3g"), ("std", "std", ".3g"),
     ("min", "min", ".3g"), ("max", "max", ".3g"), ("norm", "norm", ".3g"),
     ("signal", "signal", ".3g"), ("zero_fraction", "zero", ".0%"), ("dead_fraction", "dead", ".0%"),
@@ -27,44 +30,45 @@ _SPECTRA_COLUMNS = (("spectral_norm", "sigma_max", ".3g"), ("stable_rank", "stab
                     ("alpha", "alpha", ".3g"))
 
 
-class Diagnosis:
-    """The result of `diagnose`: statistics rows, findings and notes.
+class Diagnosis(Report):
+    """The result of `diagnose`: one `DiagnosticRow` per weight, activation and
+    gradient (a list, like `kinit.initialize`'s and `kinit.lsuv`'s reports),
+    plus the findings and notes.
 
     Attributes:
-        rows: one dict per weight, activation and gradient (keys in
-            `callbacks.rows.ROW_KEYS`).
         findings: plain-language problems; empty when the model looks healthy.
-        notes: what could not be observed (e.g. gradients without targets).
+        notes: what could not be observed (e.g. gradients without targets,
+            wiring the model map could not trace).
         spectra: whether the kernels' spectral numbers were computed (the
             table then shows them).
     """
 
-    def __init__(self, rows: List[dict], findings: List[str], notes: List[str], spectra: bool = False):
-        self.rows = rows
+    columns = tuple(key for key, _, _ in _COLUMNS)
+
+    def __init__(self, rows: List[DiagnosticRow], findings: List[str], notes: List[str], spectra: bool = False):
+        super().__init__(rows)
         self.findings = findings
         self.notes = notes
         self.spectra = spectra
+        self._shown = _COLUMNS + (_SPECTRA_COLUMNS if spectra else ())
+        self.columns = tuple(key for key, _, _ in self._shown)
 
-    def to_dataframe(self):
-        """The rows as a `pandas.DataFrame` (needs pandas)."""
-        try:
-            import pandas
-        except ImportError as error:
-            raise ImportError("Diagnosis.to_dataframe() needs pandas (pip install pandas); "
-                              "the same table is in Diagnosis.rows") from error
-        return pandas.DataFrame(self.rows)
+    @property
+    def rows(self) -> List[DiagnosticRow]:
+        """The rows as a plain list."""
+        return list(self)
+
+    def cells(self) -> List[List[str]]:
+        return [[_cell(row[key], fmt) for key, _, fmt in self._shown] for row in self]
 
     def __str__(self) -> str:
-        columns = _COLUMNS + (_SPECTRA_COLUMNS if self.spectra else ())
-        cells = [[heading for _, heading, _ in columns]]
-        cells += [[_cell(row[key], fmt) for key, _, fmt in columns] for row in self.rows]
-        lines = [text_table(cells), ""]
+        lines = [text_table([[heading for _, heading, _ in self._shown]] + self.cells()), ""]
         lines += [f"! {finding}" for finding in self.findings] or ["No problems found."]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"Diagnosis({len(self.rows)} rows, {len(self.findings)} findings)"
+        return f"Diagnosis({len(self)} rows, {len(self.findings)} findings)"
 
 
 def diagnose(
@@ -72,6 +76,7 @@ def diagnose(
     x,
     y=None,
     *,
+    sample_weight=None,
     loss=None,
     layer_filter: Optional[str] = None,
     vanishing_factor: float = Thresholds.vanishing_factor,
@@ -85,25 +90,30 @@ def diagnose(
     What a user runs in a notebook right after building a model: the same
     numbers and findings `InitDiagnostics` logs, as a table. Gradients need
     targets `y`, the TensorFlow backend, and a loss (the compiled one, or
-    `loss`). The model is run in inference mode and is not changed.
+    `loss`). The model is run in inference mode and is not changed. The
+    layers are found through the model map (`kinit.model_map`), so every
+    layer of a subclassed model or custom layer is seen.
 
     Example:
 
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, "relu")])
     >>> report = diagnose(model, np.random.rand(64, 8))
-    >>> stds = {r["layer"]: r["std"] for r in report.rows if r["kind"] == "activation"}
+    >>> stds = {r.path: r.std for r in report if r.kind == "activation"}
     >>> print(report)  # a table, then the findings
 
     Args:
         model: a Keras model (built or not).
-        x: a batch of 2 to 4096 inputs (multi-input: a list or dict).
+        x: a batch of 2 to 4096 inputs (multi-input: a list or dict), or a
+            dataset / iterable of batches (its first 4096 examples; a dataset
+            of ``(x, y[, sample_weight])`` gives the targets too).
         y: targets for the same examples, for gradients.
+        sample_weight: weights of the examples in the loss, as in `fit`.
         loss: a loss for the gradients instead of the compiled one.
         layer_filter: a regular expression; only layers whose path matches.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
         spectra: also give each kernel's ``spectral_norm``, ``stable_rank``
-            and ``alpha`` (see `callbacks.spectra`; None in the other rows).
+            and ``alpha`` (see `kinit.callbacks.spectra`; None in the other rows).
 
     Reference:
         The same as `InitDiagnostics` (Glorot & Bengio, 2010; Goodfellow,
@@ -113,12 +123,19 @@ def diagnose(
         "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
         dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
     spectra = check_bool("diagnose", "spectra", spectra)
-    check_probe("diagnose", x, y)
-    ensure_built(model, x)
-    entries = discover(model, layer_filter)
-    observations, notes = observe(model, entries, x, y, loss=loss)
+    if y is None and sample_weight is None:
+        batch = read_batch("diagnose", x, "x", MAX_PROBE_EXAMPLES)
+    else:
+        batch = read_batch("diagnose", (x, y, sample_weight), "x", MAX_PROBE_EXAMPLES)
+    check_batch_size("diagnose", batch, "x", minimum=2, maximum=MAX_PROBE_EXAMPLES,
+                     target_arguments=None if y is None and sample_weight is None else ("y", "sample_weight"))
+    ensure_built(model, batch.x)
+    check_against_model("diagnose", model, batch.x, "x", y=batch.y)
+    model_map = map_model(model, batch.x)
+    entries = discover(model_map, layer_filter)
+    observations, notes = observe(model_map, entries, batch.x, batch.y, batch.sample_weight, loss=loss)
     rows = [make_row(o, summary, spectra=spectra)
-            for o, summary in zip(observations, tensor_summaries(observations))]
+            for o, summary in zip(observations, summaries_where_they_live(observations))]
     return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes, spectra)
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-from callbacks.statistics import ZERO_FLOOR_ACTIVATIONS, combined_rms
+from .statistics import ZERO_FLOOR_ACTIVATIONS, combined_rms
 from kinit.validation import check_number
 
 
@@ -79,22 +79,22 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem: what (`problem`), where (`layer`) and a sentence."""
+    """One problem: what (`problem`), where (`path`, a layer's) and a sentence."""
 
     problem: str
-    layer: str
+    path: str
     message: str
 
     @property
     def key(self) -> tuple:
         """Identity of the finding across logs (its numbers may change)."""
-        return (self.problem, self.layer)
+        return (self.problem, self.path)
 
     def __str__(self) -> str:
         return self.message
 
 
-def find_problems(rows: Sequence[dict], thresholds: Thresholds) -> List[Finding]:
+def find_problems(rows: Sequence, thresholds: Thresholds) -> List[Finding]:
     """All findings for one set of statistics rows, in a stable order."""
     return [
         *_non_finite(rows),
@@ -110,7 +110,7 @@ def _non_finite(rows) -> List[Finding]:
     per_layer: Dict[str, List[str]] = {}
     for row in rows:
         if row["nan"] or row["inf"]:
-            per_layer.setdefault(row["layer"], []).append(
+            per_layer.setdefault(row["path"], []).append(
                 f"{row['kind']} {row['name']}: {row['nan']} NaN, {row['inf']} Inf")
     return [Finding("non-finite", layer, f"non-finite values in '{layer}' ({'; '.join(parts)}); "
                     "they are left out of histograms and statistics")
@@ -123,11 +123,11 @@ def _symmetric(rows) -> List[Finding]:
         if row["kind"] != "weight" or not (row.get("identical_units") and row.get("identical_outgoing")):
             continue
         bias_name = row["name"][: -len("kernel")] + "bias"  # query/kernel -> query/bias
-        bias = [r for r in rows if r["kind"] == "weight" and r["layer"] == row["layer"] and r["name"] == bias_name]
+        bias = [r for r in rows if r["kind"] == "weight" and r["path"] == row["path"] and r["name"] == bias_name]
         if all(b["std"] == 0 for b in bias):
             found.append(Finding(
-                "symmetric", row["layer"],
-                f"symmetric units in '{row['layer']}': every unit has the same weights "
+                "symmetric", row["path"],
+                f"symmetric units in '{row['path']}': every unit has the same weights "
                 f"({row['name']}{' and bias' if bias else ''}) and the layers after it read "
                 "them alike, so all units compute the same output and get the same gradient "
                 "for ever; initialize the kernel randomly"))
@@ -136,8 +136,8 @@ def _symmetric(rows) -> List[Finding]:
 
 def _dead(rows, thresholds) -> List[Finding]:
     return [
-        Finding("dead", row["layer"],
-                f"dead units in '{row['layer']}': {row['dead_fraction']:.0%} of its units output "
+        Finding("dead", row["path"],
+                f"dead units in '{row['path']}': {row['dead_fraction']:.0%} of its units output "
                 f"zero for every probe example (threshold {thresholds.dead_fraction:.0%})")
         for row in _activations(rows)
         if row["activation"] in ZERO_FLOOR_ACTIVATIONS
@@ -147,8 +147,8 @@ def _dead(rows, thresholds) -> List[Finding]:
 
 def _saturated(rows, thresholds) -> List[Finding]:
     return [
-        Finding("saturated", row["layer"],
-                f"saturated layer '{row['layer']}': {row['saturated_fraction']:.0%} of its "
+        Finding("saturated", row["path"],
+                f"saturated layer '{row['path']}': {row['saturated_fraction']:.0%} of its "
                 f"{row['activation']} outputs are in the flat region, where gradients vanish "
                 f"(threshold {thresholds.saturated_fraction:.0%})")
         for row in _activations(rows)
@@ -177,10 +177,10 @@ def _signal(rows, thresholds) -> List[Finding]:
             consequence = ("; deeper layers can no longer tell inputs apart"
                            if problem == "vanishing" else "")
             return [Finding(
-                problem, row["layer"],
+                problem, row["path"],
                 f"{problem} signal: the variation of outputs across examples goes from "
-                f"{first['signal']:.3g} at '{first['layer']}' to {row['signal']:.3g} at "
-                f"'{row['layer']}' ({_change(ratio, thresholds)}){consequence}")]
+                f"{first['signal']:.3g} at '{first['path']}' to {row['signal']:.3g} at "
+                f"'{row['path']}' ({_change(ratio, thresholds)}){consequence}")]
     return []
 
 
@@ -188,7 +188,7 @@ def _gradients(rows, thresholds) -> List[Finding]:
     per_layer: Dict[str, list] = {}
     for row in rows:
         if row["kind"] == "gradient":
-            per_layer.setdefault(row["layer"], []).append((row["norm"], row["count"]))
+            per_layer.setdefault(row["path"], []).append((row["norm"], row["count"]))
     rms = [(layer, combined_rms(pairs)) for layer, pairs in per_layer.items()]
     rms = [(layer, value) for layer, value in rms if value is not None]
     if len(rms) < 2 or rms[-1][1] == 0:

@@ -1,14 +1,15 @@
 """Spectral health of a kernel: spectral norm, stable rank and power-law α.
 
 Pure NumPy, numbers in, numbers out (no TensorFlow, no TensorBoard), like
-`callbacks.statistics`; on the TensorFlow backend the callback and
+`kinit.callbacks.statistics`; on the TensorFlow backend the callback and
 `diagnose` hand `spectral_statistics` the eigenvalue solver of
-`callbacks.tensor_spectra` (the same numbers, computed by TensorFlow, whose
-threads do not fight NumPy's BLAS for the cores). A kernel of shape ``(*spatial, in, out)`` is read
-as the matrix ``W`` of shape ``(prod(shape[:-1]), out)`` — a unit's inputs
-by the units, as `kinit.kernel_shapes.flat_matrix_dims` reads it (a kernel
-whose units are on another axis, such as a transposed convolution's, has
-that axis moved last first). With ``N × M`` its shape, ``σ_1 ≥ σ_2 ≥ …`` its
+`kinit.callbacks.tensor_spectra` (the same numbers, computed by TensorFlow,
+whose threads do not fight NumPy's BLAS for the cores). A kernel of shape
+``(*spatial, in, out)`` is read as the matrix ``W`` of shape
+``(prod(shape[:-1]), out)`` — a unit's inputs by the units, as
+`kinit.kernel_shapes.flat_matrix_dims` reads it (a kernel whose units are
+on another axis, such as a transposed convolution's, has that axis moved
+last first). With ``N × M`` its shape, ``σ_1 ≥ σ_2 ≥ …`` its
 singular values and ``λ_i = σ_i²`` the eigenvalues of ``WᵀW`` (of its
 ``min(N, M)`` eigenvalues; ``WWᵀ`` has the same non-zero ones):
 
@@ -187,7 +188,7 @@ def spectral_statistics(kernel, units_axis: int = -1, solver=eigenvalues) -> dic
     """``spectral_norm``, ``stable_rank`` and ``alpha`` of a kernel (see the
     module docstring); None for each one that does not apply. `solver`
     gives the eigenvalues of the kernel's matrix as `eigenvalues` does
-    (`callbacks.tensor_spectra.eigenvalues` computes them with TensorFlow)."""
+    (`kinit.callbacks.tensor_spectra.eigenvalues` computes them with TensorFlow)."""
     result = dict.fromkeys(KEYS)
     matrix = kernel_matrix(kernel, units_axis)
     if matrix.size == 0 or not np.isfinite(matrix).all():

@@ -36,8 +36,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from callbacks.statistics import SATURATION_RULES
-from callbacks.traced import call_all, fold, traced
+from .statistics import SATURATION_RULES
+from .traced import call_all, fold, traced
 
 _F64 = tf.float64
 _OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
@@ -59,7 +59,7 @@ SPARSE_TYPES = (tf.SparseTensor, tf.RaggedTensor)
 Item = Tuple[object, bool, Optional[str]]
 
 
-def tensor_summaries(items: Sequence[Item]) -> List[Optional[dict]]:
+def summarize_tensors(items: Sequence[Item]) -> List[Optional[dict]]:
     """For each ``(values, per_example, activation)``: `summarize(values)`, plus
     `activation_summary(values, activation)` when `per_example` (a layer
     output, examples first), all computed by TensorFlow in one traced call.

@@ -34,7 +34,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.util import tensor_util
 
-from callbacks.traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
+from .traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
 
 _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)

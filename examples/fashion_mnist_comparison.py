@@ -29,6 +29,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -42,15 +43,17 @@ for _path in (EXAMPLES.parent, EXAMPLES):
         sys.path.insert(0, str(_path))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
+# Keras, TensorFlow and kinit's diagnostics are imported where they are used:
+# the flags are checked first, in a process whose stderr TensorFlow's import
+# has not yet written to, so that a bad flag costs one line and no wait.
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-import callbacks as diagnostics  # noqa: E402
 import schemes as scheme_registry  # noqa: E402
 from fashion_mnist_data import (  # noqa: E402
     IMAGE_SHAPE,
     NUM_CLASSES,
+    TEST_EXAMPLES,
+    TRAIN_EXAMPLES,
     DataNotFoundError,
     IdxFormatError,
     load_fashion_mnist,
@@ -58,47 +61,140 @@ from fashion_mnist_data import (  # noqa: E402
 
 QUICK = {"epochs": 2, "train_size": 3000, "test_size": 1000}
 FULL = {"epochs": 10, "train_size": None, "test_size": None}
+HIDDEN = [256, 128]
+SEED_MAX = 2**32 - 1  # NumPy's and Keras's global seeds are 32-bit
+PROBE_MAX = 4096  # kinit.callbacks.observe.MAX_PROBE_EXAMPLES (not imported here: it loads Keras)
+#: What a comparison writes into its output directory.
+OUTPUTS = {
+    "logs": "logs",
+    "csv": "results.csv",
+    "markdown": "results.md",
+    "curves": "validation_curves.png",
+    "activation_std": "activation_std_at_init.png",
+    "histories": "histories.json",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr (the problem, no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def bounded(kind: type, low: float, high: float = math.inf, *, open_low: bool = False,
+            open_high: bool = False):
+    """An argparse type: a finite `kind` (int or float) between `low` and `high`,
+    with the open ends excluded; the error names the value and the range."""
+    noun = "an integer" if kind is int else "a number"
+    if high == math.inf:
+        allowed = f"{noun} {'>' if open_low else '≥'} {low}"
+    else:
+        allowed = f"{noun} in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (
+            (kind is int or math.isfinite(value))  # a huge int overflows isfinite
+            and (low < value if open_low else low <= value)
+            and (value < high if open_high else value <= high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {allowed}; received {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = [scheme.name for scheme in scheme_registry.COMPARISON]
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--schemes", nargs="+", default=names, choices=names, metavar="NAME",
+        help=f"schemes to train, in the order given, each once, from: {', '.join(names)} "
+             "(default: all of them)")
+    add("--quick", action="store_true",
+        help=f"{QUICK['train_size']} training and {QUICK['test_size']} validation examples, "
+             f"{QUICK['epochs']} epochs; explicit flags still win (default: off)")
+    add("--epochs", type=bounded(int, 1),
+        help=f"epochs per scheme (default: {FULL['epochs']}; {QUICK['epochs']} with --quick)")
+    add("--train-size", type=bounded(int, 1, TRAIN_EXAMPLES),
+        help=f"random training subset (default: all {TRAIN_EXAMPLES}; {QUICK['train_size']} with --quick)")
+    add("--test-size", type=bounded(int, 1, TEST_EXAMPLES),
+        help=f"random validation subset of the test split "
+             f"(default: all {TEST_EXAMPLES}; {QUICK['test_size']} with --quick)")
+    add("--batch-size", type=bounded(int, 1), default=128,
+        help="training batch size (default: %(default)s)")
+    add("--learning-rate", type=bounded(float, 0, open_low=True), default=1e-3,
+        help="Adam's learning rate (default: %(default)s)")
+    add("--hidden", type=bounded(int, 1), nargs="+", default=HIDDEN,
+        help=f"hidden layer widths (default: {' '.join(map(str, HIDDEN))})")
+    add("--dropout", type=bounded(float, 0, 1, open_high=True), default=0.2,
+        help="dropout rate after each hidden layer (default: %(default)s)")
+    add("--probe-size", type=bounded(int, 2, PROBE_MAX), default=256,
+        help="training examples in the fixed diagnostics probe batch (default: %(default)s)")
+    add("--target-accuracy", type=bounded(float, 0, 1), default=0.85,
+        help="the table reports the first epoch reaching this validation accuracy "
+             "(default: %(default)s)")
+    add("--seed", type=bounded(int, 0, SEED_MAX), default=0,
+        help="fixes the subsets, the data order, dropout and the initial weights (default: %(default)s)")
+    add("--data-dir", type=Path,
+        help="a directory with the four Fashion-MNIST IDX .gz files (default: none; search "
+             "Keras's cache and Debian's path, then install Debian's package or download)")
+    add("--no-download", action="store_true",
+        help="use only files already on this machine: never install Debian's package "
+             "nor try Keras's download (default: off)")
+    add("--output-dir", type=Path,
+        help="where logs, table and plots go; one that already holds an earlier comparison's "
+             "is refused (default: runs/fashion_mnist/<timestamp>)")
+    add("--quiet", action="store_true",
+        help="no Keras progress bars; one line per scheme and the results (default: off)")
+    return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    names = [scheme.name for scheme in scheme_registry.COMPARISON]
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--schemes", nargs="+", default=names, choices=names, metavar="NAME",
-                        help=f"schemes to train, from: {', '.join(names)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few thousand examples and 2 epochs (explicit flags still win)")
-    parser.add_argument("--epochs", type=int, help="epochs per scheme (default 10, quick 2)")
-    parser.add_argument("--train-size", type=int,
-                        help="random training subset (default all 60000, quick 3000)")
-    parser.add_argument("--test-size", type=int,
-                        help="random validation subset of the test split (default all, quick 1000)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128], help="hidden layer widths")
-    parser.add_argument("--dropout", type=float, default=0.2, help="dropout after each hidden layer")
-    parser.add_argument("--probe-size", type=int, default=256,
-                        help="training examples in the fixed diagnostics probe batch")
-    parser.add_argument("--target-accuracy", type=float, default=0.85,
-                        help="the table reports the first epoch reaching this validation accuracy")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="fixes the subsets, the data order, dropout and the initial weights")
-    parser.add_argument("--data-dir", type=Path,
-                        help="a directory with the four Fashion-MNIST IDX .gz files")
-    parser.add_argument("--no-download", action="store_true",
-                        help="never fall back to Keras's download")
-    parser.add_argument("--output-dir", type=Path,
-                        help="where logs, table and plots go (default runs/fashion_mnist/<timestamp>)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no Keras progress bars; one line per scheme and the results")
+    """The flags, with the mode's defaults filled in, checked before anything is loaded or written."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.output_dir is None:
         args.output_dir = Path("runs", "fashion_mnist", time.strftime("%Y%m%d-%H%M%S"))
+    problem = flags_problem(args)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def flags_problem(args: argparse.Namespace) -> Optional[str]:
+    """What the flags ask that cannot be done together, or None."""
+    repeated = sorted({name for name in args.schemes if args.schemes.count(name) > 1})
+    if repeated:
+        return (f"argument --schemes: {', '.join(repeated)} given more than once; "
+                "each scheme is one run, name it once")
+    train_size = TRAIN_EXAMPLES if args.train_size is None else args.train_size
+    if args.probe_size > train_size:
+        return (f"argument --probe-size: {args.probe_size} is more than the {train_size} training "
+                "examples it is drawn from (--train-size)")
+    problem = output_dir_problem(args.output_dir)
+    return f"argument --output-dir: {args.output_dir} {problem}" if problem else None
+
+
+def output_dir_problem(path: Path) -> Optional[str]:
+    """Why the comparison cannot write into `path`, or None."""
+    if path.exists() and not path.is_dir():
+        return "is a file, not a directory"
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        return f"lies under {blocking}, which is a file, not a directory"
+    earlier = [name for name in OUTPUTS.values() if (path / name).exists()]
+    if earlier:
+        return (f"already holds {', '.join(earlier)} of an earlier comparison; "
+                "choose a new directory or remove them")
+    return None
 
 
 @dataclasses.dataclass
@@ -117,20 +213,24 @@ def prepare_data(args: argparse.Namespace) -> Data:
     raw = load_fashion_mnist(args.data_dir, download=not args.no_download)
     rng = np.random.default_rng(args.seed)
 
-    def subset(x: np.ndarray, y: np.ndarray, size: Optional[int]):
+    def subset(x: np.ndarray, y: np.ndarray, size: Optional[int], split: str, flag: str):
+        if size is not None and size > len(x):
+            print(f"note: {raw.source} has {len(x)} {split} examples, fewer than {flag} {size}; "
+                  f"using all {len(x)}.", flush=True)
         if size is not None and size < len(x):
             keep = np.sort(rng.choice(len(x), size, replace=False))
             x, y = x[keep], y[keep]
         return (x.astype("float32") / 255.0), y.astype("int32")
 
-    x_train, y_train = subset(raw.x_train, raw.y_train, args.train_size)
-    x_val, y_val = subset(raw.x_test, raw.y_test, args.test_size)
+    x_train, y_train = subset(raw.x_train, raw.y_train, args.train_size, "training", "--train-size")
+    x_val, y_val = subset(raw.x_test, raw.y_test, args.test_size, "test", "--test-size")
     probe = (x_train[: args.probe_size], y_train[: args.probe_size])
     return Data(x_train, y_train, x_val, y_val, probe, raw.source)
 
 
 def build_model(scheme: scheme_registry.Scheme, args: argparse.Namespace) -> keras.Model:
     """The article's network; fixed layer names so runs share TensorBoard tags."""
+    import keras
 
     def dense(units: int, activation: str, name: str) -> keras.layers.Dense:
         return keras.layers.Dense(
@@ -153,6 +253,8 @@ def build_model(scheme: scheme_registry.Scheme, args: argparse.Namespace) -> ker
 
 
 def training_data(data: Data, args: argparse.Namespace) -> tf.data.Dataset:
+    import tensorflow as tf
+
     # An explicit shuffle seed makes the data order part of --seed.
     return (
         tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
@@ -163,6 +265,10 @@ def training_data(data: Data, args: argparse.Namespace) -> tf.data.Dataset:
 
 def logging_callbacks(run_dir: Path, probe) -> list[keras.callbacks.Callback]:
     """Keras's metrics plus kinit's diagnostics."""
+    import keras
+
+    import kinit.callbacks as diagnostics
+
     return [
         keras.callbacks.TensorBoard(str(run_dir)),
         diagnostics.InitDiagnostics(str(run_dir / "diagnostics"), probe_data=probe, freq=1),
@@ -179,8 +285,10 @@ class InitState:
 
 def diagnose_init(model: keras.Model, probe) -> InitState:
     """Per-layer activation std and health findings."""
+    import kinit.callbacks as diagnostics
+
     diagnosis = diagnostics.diagnose(model, *probe)
-    stds = [(row["layer"], float(row["std"])) for row in diagnosis.rows if row["kind"] == "activation"]
+    stds = [(row.path, float(row.std)) for row in diagnosis if row.kind == "activation"]
     return InitState(stds, list(diagnosis.findings))
 
 
@@ -208,6 +316,8 @@ class SchemeRun:
 
 
 def train_scheme(scheme, data: Data, args: argparse.Namespace, run_dir: Path) -> SchemeRun:
+    import keras
+
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
     model = build_model(scheme, args)
@@ -261,7 +371,7 @@ def findings_markdown(runs: list[SchemeRun]) -> str:
 
 
 def write_results(rows: list[dict], report: str, output_dir: Path) -> tuple[Path, Path]:
-    csv_path, md_path = output_dir / "results.csv", output_dir / "results.md"
+    csv_path, md_path = output_dir / OUTPUTS["csv"], output_dir / OUTPUTS["markdown"]
     with open(csv_path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -270,13 +380,27 @@ def write_results(rows: list[dict], report: str, output_dir: Path) -> tuple[Path
     return csv_path, md_path
 
 
-def plot_curves(runs: list[SchemeRun], path: Path) -> Path:
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(15, 5))
+    return plt
+
+
+def save_figure(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+    return path
+
+
+def curves_figure(runs: list[SchemeRun]):
+    """Validation accuracy and loss per epoch, every scheme; whole epochs on the x axes."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (acc_axis, loss_axis) = pyplot().subplots(1, 2, figsize=(15, 5))
     for run in runs:
         epochs = range(1, len(run.history["val_accuracy"]) + 1)
         acc_axis.plot(epochs, run.history["val_accuracy"], marker="o", label=run.scheme.label)
@@ -284,21 +408,16 @@ def plot_curves(runs: list[SchemeRun], path: Path) -> Path:
     acc_axis.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
     loss_axis.set(title="Validation loss", xlabel="epoch", ylabel="sparse categorical cross-entropy",
                   yscale="log")
+    for axis in (acc_axis, loss_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.suptitle("Fashion-MNIST, 784-256-128-10 dropout MLP, by kernel initialization")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return figure
 
 
-def plot_activation_std(runs: list[SchemeRun], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(11, 5))
+def activation_std_figure(runs: list[SchemeRun]):
+    """Per-layer activation std at initialization, every scheme."""
+    figure, axis = pyplot().subplots(figsize=(11, 5))
     for run in runs:
         layers, stds = zip(*run.init.activation_std)
         axis.plot(layers, stds, marker="o", label=run.scheme.label)
@@ -307,10 +426,7 @@ def plot_activation_std(runs: list[SchemeRun], path: Path) -> Path:
     axis.set(title="Activation std per layer at initialization (probe batch)",
              xlabel="layer", ylabel="std of the layer output")
     axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return figure
 
 
 @dataclasses.dataclass
@@ -331,7 +447,7 @@ def run(args: argparse.Namespace) -> Comparison:
     data = prepare_data(args)
     print(f"Fashion-MNIST from {data.source}: {len(data.x_train)} training, "
           f"{len(data.x_val)} validation examples; {args.epochs} epoch(s) per scheme.", flush=True)
-    log_dir = args.output_dir / "logs"
+    log_dir = args.output_dir / OUTPUTS["logs"]
     log_dir.mkdir(parents=True, exist_ok=True)
 
     runs = []
@@ -345,9 +461,9 @@ def run(args: argparse.Namespace) -> Comparison:
     rows = [result.row(args.target_accuracy) for result in runs]
     report = markdown_table(rows, args.target_accuracy) + "\n" + findings_markdown(runs)
     files = list(write_results(rows, report, args.output_dir))
-    files.append(plot_curves(runs, args.output_dir / "validation_curves.png"))
-    files.append(plot_activation_std(runs, args.output_dir / "activation_std_at_init.png"))
-    history_path = args.output_dir / "histories.json"
+    files.append(save_figure(curves_figure(runs), args.output_dir / OUTPUTS["curves"]))
+    files.append(save_figure(activation_std_figure(runs), args.output_dir / OUTPUTS["activation_std"]))
+    history_path = args.output_dir / OUTPUTS["histories"]
     history_path.write_text(json.dumps(
         {r.scheme.name: {"history": r.history, "init": dataclasses.asdict(r.init)}
          for r in runs},

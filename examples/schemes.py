@@ -3,18 +3,21 @@
 A scheme is a kernel initializer per layer, optionally followed by a
 model-level step (kinit's ``auto`` policy, LSUV) once the model is built.
 Schemes that need a kinit name this version lacks are skipped with a notice,
-so the examples run on any version of the package.
+so the examples run on any version of the package. Keras and kinit are
+imported when a scheme is used, so that naming and checking schemes (a
+script's flags) does not load TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Optional, Sequence
 
-import keras
 
-import kinit
-from kinit.nonlinearity import activation_nonlinearity
+def kinit_module():
+    """kinit, imported on first use (it loads Keras and TensorFlow)."""
+    return importlib.import_module("kinit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +39,24 @@ class Scheme:
     requires: tuple[str, ...] = ()
 
     def missing(self) -> list[str]:
-        return [name for name in self.requires if not hasattr(kinit, name)]
+        return [name for name in self.requires if not hasattr(kinit_module(), name)]
 
 
 def activation_gain(activation: Optional[str]) -> float:
     """`kinit.calculate_gain` of a Keras `activation` (with Keras's defaults,
     e.g. leaky_relu's slope 0.2); a softmax output layer counts as linear."""
+    import keras
+
+    from kinit.nonlinearity import activation_nonlinearity
+
     nonlinearity = activation_nonlinearity(keras.activations.get(activation), "")
     name = "linear" if nonlinearity.name == "softmax" else nonlinearity.name
-    return kinit.calculate_gain(name, nonlinearity.param)
+    return kinit_module().calculate_gain(name, nonlinearity.param)
+
+
+def kinit_scheme(name: str, *args, **kwargs) -> Callable[[Optional[str]], Any]:
+    """A kernel initializer maker: ``kinit.<name>(*args, **kwargs)`` for every layer."""
+    return lambda _activation: getattr(kinit_module(), name)(*args, **kwargs)
 
 
 def keras_default(_activation: Optional[str]) -> str:
@@ -52,15 +64,15 @@ def keras_default(_activation: Optional[str]) -> str:
 
 
 def orthogonal(activation: Optional[str]):
-    return kinit.Orthogonal(gain=activation_gain(activation))
+    return kinit_module().Orthogonal(gain=activation_gain(activation))
 
 
 def auto_policy(model, _x, seed: int):
-    return kinit.initialize(model, policy="auto", seed=seed)
+    return kinit_module().initialize(model, policy="auto", seed=seed)
 
 
 def lsuv(model, x, seed: int):
-    return kinit.lsuv(model, x, seed=seed)
+    return kinit_module().lsuv(model, x, seed=seed)
 
 
 ORTHOGONAL = Scheme("orthogonal", "orthogonal (gain of the activation)", orthogonal, requires=("Orthogonal",))
@@ -69,13 +81,13 @@ AUTO = Scheme("auto", "kinit auto policy", keras_default, auto_policy, requires=
 #: The FashionMNIST comparison: the article's five schemes and the Keras
 #: default, then kinit's He normal, orthogonal, auto policy and LSUV.
 COMPARISON = (
-    Scheme("zeros", "all zeros", lambda _: kinit.Zeros()),
-    Scheme("ones", "all ones", lambda _: kinit.Ones()),
-    Scheme("uniform", "uniform [0, 1]", lambda _: kinit.RandomUniform(0.0, 1.0)),
-    Scheme("uniform_fan_in", "uniform ±1/√fan_in", lambda _: kinit.FanInUniform()),
-    Scheme("normal_fan_in", "normal σ = 1/√fan_in", lambda _: kinit.FanInNormal()),
+    Scheme("zeros", "all zeros", kinit_scheme("Zeros")),
+    Scheme("ones", "all ones", kinit_scheme("Ones")),
+    Scheme("uniform", "uniform [0, 1]", kinit_scheme("RandomUniform", 0.0, 1.0)),
+    Scheme("uniform_fan_in", "uniform ±1/√fan_in", kinit_scheme("FanInUniform")),
+    Scheme("normal_fan_in", "normal σ = 1/√fan_in", kinit_scheme("FanInNormal")),
     Scheme("keras_default", "Keras default (glorot_uniform)", keras_default),
-    Scheme("he_normal", "He normal", lambda _: kinit.HeNormal()),
+    Scheme("he_normal", "He normal", kinit_scheme("HeNormal")),
     ORTHOGONAL,
     AUTO,
     Scheme("lsuv", "LSUV", keras_default, lsuv, requires=("lsuv",)),
@@ -83,11 +95,11 @@ COMPARISON = (
 
 #: The signal-propagation picture (Glorot & Bengio 2010, He et al. 2015).
 SIGNAL = (
-    Scheme("random_normal", "RandomNormal(0.01)", lambda _: kinit.RandomNormal(stddev=0.01)),
-    Scheme("scaled_normal", "ScaledNormal(1.0)", lambda _: kinit.ScaledNormal(1.0)),
-    Scheme("lecun", "LeCun normal", lambda _: kinit.LecunNormal()),
-    Scheme("glorot", "Glorot normal", lambda _: kinit.GlorotNormal()),
-    Scheme("he", "He normal", lambda _: kinit.HeNormal()),
+    Scheme("random_normal", "RandomNormal(0.01)", kinit_scheme("RandomNormal", stddev=0.01)),
+    Scheme("scaled_normal", "ScaledNormal(1.0)", kinit_scheme("ScaledNormal", 1.0)),
+    Scheme("lecun", "LeCun normal", kinit_scheme("LecunNormal")),
+    Scheme("glorot", "Glorot normal", kinit_scheme("GlorotNormal")),
+    Scheme("he", "He normal", kinit_scheme("HeNormal")),
     ORTHOGONAL,
     AUTO,
 )

@@ -3,8 +3,21 @@
 Every scheme is a `keras.initializers.Initializer` registered for
 serialization under the ``kinit>`` prefix, so models that use them survive
 ``model.save()`` / ``keras.models.load_model()`` once ``import kinit`` has
-run, and ``keras.initializers.get("kinit>HeNormal")`` works.
+run, and ``keras.initializers.get("kinit>HeNormal")`` works. The
+TensorBoard diagnostics are in `kinit.callbacks` (imported on demand).
 """
+
+import os as _os
+
+# The diagnostics live in the top-level folder callbacks/, which setuptools
+# installs as kinit/callbacks (package-dir). In a source checkout (tests,
+# worktrees, PYTHONPATH) that folder sits beside this package: let
+# ``kinit.callbacks`` find it there too.
+_SOURCE_ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "callbacks")) and _os.path.isfile(
+    _os.path.join(_SOURCE_ROOT, "callbacks", "__init__.py")
+):
+    __path__.append(_SOURCE_ROOT)
 
 from kinit.base import KinitInitializer, RandomInitializer
 from kinit.constant import Constant, Ones, Zeros
@@ -13,8 +26,9 @@ from kinit.fans import KERNEL_LAYOUTS, compute_fans
 from kinit.gains import calculate_gain
 from kinit.identity import Dirac, Identity
 from kinit.lsuv import LsuvReport, LsuvRow, lsuv
+from kinit.model_map import ModelMap, map_model
 from kinit.orthogonal import ConvolutionOrthogonal, DeltaOrthogonal, Orthogonal
-from kinit.policy import InitReport, InitRow, initialize
+from kinit.policy import InitReport, InitRow, Policy, initialize, register_policy
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
 from kinit.sparse import Sparse
 from kinit.variance import (
@@ -73,6 +87,10 @@ __all__ = [
     "initialize",
     "InitReport",
     "InitRow",
+    "Policy",
+    "register_policy",
+    "map_model",
+    "ModelMap",
     "lsuv",
     "LsuvReport",
     "LsuvRow",

@@ -17,6 +17,21 @@ kinit initializer folds a call counter into its seed instead:
 * ``seed=None``: every call draws a fresh seed from Python's global random
   state, which `keras.utils.set_random_seed` seeds; so unseeded runs are
   reproducible after a global seed, and random otherwise.
+
+Keras layers clone the initializers they are given while they build:
+``MultiHeadAttention`` and ``GroupQueryAttention`` once per projection,
+``EinsumDense`` to hand over its axes, all with
+``type(init).from_config(init.get_config())``. A clone made that way from a
+live instance continues the instance's stream (`SeedStream`, shared through
+`LiveConfig`), so the projections draw calls 0, 1, 2, … of the instance
+instead of all repeating call 0. A config that is stored, copied or
+serialized is plain data, and an initializer rebuilt from it starts again
+at call 0.
+
+A shape with a zero dimension has no values to fill: every kinit scheme
+returns an empty tensor of that shape and dtype, without checking what the
+scheme would need of a non-empty shape and without drawing (a seeded
+instance's next call is unchanged), as Keras's built-ins return empty tensors.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import inspect
 import math
 import numbers
 import random
+import re
 from typing import Optional, Tuple
 
 import keras
@@ -57,6 +73,9 @@ class KinitInitializer(keras.initializers.Initializer):
                 f"{type(self).__name__}: cannot fill a tensor of dtype {dtype!r}; "
                 f"allowed dtypes are {', '.join(FLOAT_DTYPES)}."
             )
+        if 0 in shape:
+            # Nothing to fill: one rule for every scheme (see the module docstring).
+            return ops.zeros(shape, dtype=dtype)
         return self.generate(shape, dtype)
 
     def generate(self, shape: Tuple[int, ...], dtype: str):
@@ -72,31 +91,81 @@ class KinitInitializer(keras.initializers.Initializer):
         return f"{type(self).__name__}({args})"
 
 
+class SeedStream:
+    """The draws of an int seed: call *k* uses a seed derived from ``(seed, k)``.
+
+    An initializer and the clones Keras makes of it while it is alive share
+    one stream, so that between them no call is repeated.
+    """
+
+    __slots__ = ("seed", "calls")
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.calls = 0
+
+    def next_seed(self) -> int:
+        """The seed of the next call; advances the call counter."""
+        # SeedSequence mixes (seed, call) so that neighbouring seeds and
+        # neighbouring calls give unrelated streams.
+        state = np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0]
+        self.calls += 1
+        return int(state) & MAX_SEED
+
+
+class LiveConfig(dict):
+    """The config of a live initializer: a plain dict that also points to its stream.
+
+    Only this very object links a `from_config` clone to the stream, also
+    after in-place changes (``EinsumDense`` sets ``input_axes`` on it). Any
+    copy (``dict(config)``, `copy.copy`, `copy.deepcopy`, `pickle`), JSON, and
+    Keras's serialization, which rebuilds every dict, is plain data.
+    """
+
+    __slots__ = ("stream",)
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
 class RandomInitializer(KinitInitializer):
     """Base of the random schemes: per-call seeds and the shared draws.
 
-    The call counter lives in the instance, and an initializer cannot know
-    which layer calls it. A layer's config stores its initializer's config,
-    so `keras.models.clone_model` and `from_config` give every layer its own
-    copy of a shared seeded instance, each starting again at call 0: the
-    clone's same-shaped layers then get identical weights. Give each layer
-    its own seed, use ``seed=None``, or call ``kinit.initialize(model,
-    seed=...)`` on the clone.
+    A seeded instance draws from a `SeedStream`; `get_config` returns a
+    `LiveConfig`, and `from_config` of it (with the same seed) shares the
+    stream, so the clones Keras layers make while building continue it.
+
+    The call counter lives in the instance and its live clones, and an
+    initializer cannot know which layer calls it. A model's config stores
+    serialized copies of its initializers' configs, so
+    `keras.models.clone_model` gives every layer its own copy of a shared
+    seeded instance, each starting again at call 0: the clone's same-shaped
+    layers then get identical weights. Give each layer its own seed, use
+    ``seed=None``, or call ``kinit.initialize(model, seed=...)`` on the clone.
     """
 
     def __init__(self, seed: Optional[int] = None):
         self.seed = check_seed(type(self).__name__, seed)
-        self._calls = 0
+        self._stream = None if self.seed is None else SeedStream(self.seed)
 
     def next_seed(self) -> int:
         """The seed for this call; advances the call counter."""
-        if self.seed is None:
+        if self._stream is None:
             return random.randint(0, MAX_SEED)
-        # SeedSequence mixes (seed, call) so that neighbouring seeds and
-        # neighbouring calls give unrelated streams.
-        state = np.random.SeedSequence([self.seed, self._calls]).generate_state(1)[0]
-        self._calls += 1
-        return int(state) & MAX_SEED
+        return self._stream.next_seed()
+
+    def get_config(self) -> dict:
+        config = LiveConfig(super().get_config())
+        config.stream = self._stream
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        instance = cls(**config)
+        stream = getattr(config, "stream", None)
+        if stream is not None and stream.seed == instance.seed:
+            instance._stream = stream
+        return instance
 
     # Draws compute in float32 (float64 when asked) and cast, so float16 and
     # bfloat16 get correctly rounded values instead of low-precision sampling.
@@ -195,8 +264,22 @@ def upper_tail(z: float) -> float:
 MAX_TAIL_STDDEVS = 11.0
 
 
+#: kinit's initializer classes by policy name (``"he_normal"`` → HeNormal),
+#: filled by `register`: the names `kinit.initialize` accepts for a scheme.
+SCHEMES: dict = {}
+
+#: Policy names where the snake_case of the class name misleads: ZerO would be
+#: "zer_o", and "zero" is Keras's alias of "zeros"; "zero_init" follows the
+#: authors' ``ZerO_Init``.
+POLICY_NAMES = {"ZerO": "zero_init"}
+
+
 def register(cls):
     """Register `cls` for Keras serialization as ``kinit>{class name}``.
+
+    An initializer class is also entered in `SCHEMES` under its policy name:
+    its class name in snake case (``HeNormal`` → ``"he_normal"``) or its
+    entry in `POLICY_NAMES`.
 
     The class is renamed ``kinit.{class name}``, the name a saved config
     records. Keras resolves a config's class name against its own built-ins
@@ -208,7 +291,14 @@ def register(cls):
     name = cls.__name__
     keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
     cls.__name__ = f"{PACKAGE}.{name}"
+    if issubclass(cls, KinitInitializer):
+        SCHEMES[POLICY_NAMES.get(name) or snake_case(name)] = cls
     return cls
+
+
+def snake_case(name: str) -> str:
+    """``HeNormal`` → ``he_normal``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def register_alias(alias: str, cls):
@@ -218,5 +308,6 @@ def register_alias(alias: str, cls):
     `cls` a second time would change the name it is saved under.
     """
     keras.saving.get_custom_objects()[f"{PACKAGE}>{alias}"] = cls
+    SCHEMES[snake_case(alias)] = cls
     return cls
 

@@ -5,7 +5,8 @@ spatial axes, Conv1D/2D/3D kernels have one to three. The structured schemes
 build matrices (``in × out``, or the flattened ``prod(shape[:-1]) × out``)
 and place them in such kernels; the helpers here read the shapes, refuse the
 ones a scheme cannot fill with a message naming the shape and the
-requirement, and do the placing.
+requirement, and do the placing. Shapes with a zero dimension never reach
+them: `KinitInitializer.__call__` returns an empty tensor for those.
 """
 
 from __future__ import annotations
@@ -24,16 +25,10 @@ def shape_error(owner: str, shape: Sequence[int], requirement: str) -> ValueErro
     return ValueError(f"{owner}: cannot fill a kernel of shape {tuple(shape)}; {requirement}.")
 
 
-def require_positive_dims(owner: str, shape: Sequence[int]) -> None:
-    if any(d == 0 for d in shape):
-        raise shape_error(owner, shape, "every dimension must be at least 1")
-
-
 def flat_matrix_dims(owner: str, shape: Sequence[int]) -> Tuple[int, int]:
     """``(prod(shape[:-1]), shape[-1])``: the kernel as (inputs of a unit, units)."""
     if len(shape) < 2:
         raise shape_error(owner, shape, "it needs a kernel of rank >= 2 such as (in, out)")
-    require_positive_dims(owner, shape)
     return math.prod(shape[:-1]), shape[-1]
 
 
@@ -41,7 +36,6 @@ def matrix_dims(owner: str, shape: Sequence[int]) -> Tuple[int, int]:
     """``(in, out)`` of a rank-2 (Dense) kernel."""
     if len(shape) != 2:
         raise shape_error(owner, shape, "it needs a rank-2 kernel (in, out)")
-    require_positive_dims(owner, shape)
     return shape[0], shape[1]
 
 
@@ -51,7 +45,6 @@ def conv_dims(owner: str, shape: Sequence[int]) -> Tuple[Tuple[int, ...], int, i
         raise shape_error(
             owner, shape, "it needs a convolution kernel (*spatial, in, out) of rank 3, 4 or 5"
         )
-    require_positive_dims(owner, shape)
     return tuple(shape[:-2]), shape[-2], shape[-1]
 
 
@@ -64,7 +57,6 @@ def dense_or_conv_dims(owner: str, shape: Sequence[int]) -> Tuple[Tuple[int, ...
             "it needs a Dense kernel (in, out) or a convolution kernel (*spatial, in, out) "
             "of rank 3, 4 or 5",
         )
-    require_positive_dims(owner, shape)
     return tuple(shape[:-2]), shape[-2], shape[-1]
 
 

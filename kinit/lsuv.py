@@ -5,30 +5,29 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
 import keras
 import numpy as np
 from keras import ops, tree
 
+from kinit import keras_adapter
 from kinit.base import RandomInitializer
-from kinit.graph import graph_of, is_float, require_built
-from kinit.probe import pre_activation_probe
-from kinit.report import Report
+from kinit.capture import capturing
+from kinit.inputs import Batch, check_against_model, check_batch_size, read_batch
+from kinit.layer_kinds import LINEAR_IN_KERNEL, calibrated_kernel_name, is_float
+from kinit.model_map import LayerRecord, map_model, require_built
 from kinit.orthogonal import Orthogonal
-from kinit.rules import DEPTHWISE, SEPARABLE, TRANSPOSED
+from kinit.report import Report
 from kinit.validation import check_bool, check_int, check_number, check_seed
 
 OWNER = "lsuv"
 
 #: Layers whose output is linear in one kernel, so scaling it scales the output.
-SUPPORTED = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-) + TRANSPOSED + DEPTHWISE + SEPARABLE
+SUPPORTED = LINEAR_IN_KERNEL
+
+#: Examples read from a dataset or other iterable `x`.
+MAX_STREAM_EXAMPLES = 4096
 
 #: An output std below this fraction of the target is "dead": no finite
 #: float32 rescaling would bring it back.
@@ -41,7 +40,7 @@ class LsuvRow:
 
     Attributes:
         path: the layer's path in the model.
-        layer: the layer's class name.
+        layer_class: the layer's class name.
         iterations: rescalings applied to its kernel.
         std: the last measured std of its pre-activation output (nan if
             non-finite).
@@ -51,7 +50,7 @@ class LsuvRow:
     """
 
     path: str
-    layer: str
+    layer_class: str
     iterations: int
     std: float
     status: str
@@ -70,7 +69,7 @@ class LsuvReport(Report):
         seconds: wall time of the whole call.
     """
 
-    columns = ("path", "layer", "iterations", "std", "status", "reason")
+    columns = ("path", "layer_class", "iterations", "std", "status", "reason")
     forward_passes: int = 0
     seconds: float = 0.0
 
@@ -111,8 +110,8 @@ def lsuv(
     the target can be reached whatever the activation (the std *after*
     tanh or sigmoid can never reach 1). It is also what the LSUV paper
     measures (the convolution or inner-product output, before the separate
-    nonlinearity). All targets are measured by one probe built once (see
-    `kinit.probe`), and each pass measures every target, so the pass that
+    nonlinearity). The targets are captured as the model runs (see
+    `kinit.capture`), and each pass measures every target, so the pass that
     checks one layer is the first measurement of the next: a network of L
     layers that converge in one rescaling each takes L + 1 passes.
 
@@ -138,9 +137,11 @@ def lsuv(
             subclassed — then the layers are found by running it).
         x: a batch of inputs shaped like the model's inputs (an array, or a
             list of arrays in the order of the model's inputs, or a dict
-            keyed by input name), e.g. a few hundred training samples. A
-            subclassed model's inputs are checked against the shape it was
-            built with (any batch size).
+            keyed by input name), e.g. a few hundred training samples; read
+            as `fit` reads data (`kinit.inputs`): a tuple is ``(x, y)`` (``y``
+            is ignored), and a dataset or other iterable of batches gives its
+            first `MAX_STREAM_EXAMPLES` examples. A subclassed model's inputs
+            are checked against the shape it was built with (any batch size).
         target_std: the std to reach, > 0.
         tol: the relative tolerance on the std, > 0.
         max_iter: the maximum number of rescalings per layer, ≥ 0.
@@ -170,35 +171,83 @@ def lsuv(
     seeds = RandomInitializer(check_seed(OWNER, seed))
     orthogonal_first = check_bool(OWNER, "orthogonal_first", orthogonal_first)
     require_built(model, OWNER)
-    x = _check_inputs(model, x)
-    select = _selector(model, layers)
+    x = _model_inputs(model, x)
+    model_map = map_model(model, x)
+    select = _selector(model_map, layers)
+    targets = [record for record in model_map.leaves() if select(record)]
 
     report = LsuvReport()
-    with pre_activation_probe(model, select) as probe:
-        for node in probe.nodes:
-            if orthogonal_first:
-                for kernel in _weights(node.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
-                    kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
-            for bias in _weights(node.layer, ("bias",)):
-                bias.assign(ops.zeros(bias.shape, dtype=bias.dtype))
-        stds = _stds(probe, x, batch_size) if probe.nodes else []
-        for index, node in enumerate(probe.nodes):
-            kernel = _scaled_kernel(node.layer)
-            iterations, std = 0, stds[index]
-            while True:
-                status = _status(std, target_std, tol)
-                if status is not None or iterations == max_iter:
-                    break
-                kernel.assign(ops.cast(kernel.value * (target_std / std), kernel.dtype))
-                iterations += 1
-                stds = _stds(probe, x, batch_size)
-                std = stds[index]
-            if status is None:
-                status = ("not converged", f"max_iter={max_iter} reached")
-            report.append(LsuvRow(node.path, type(node.layer).__name__, iterations, float(std), *status))
-        report.forward_passes = probe.passes
+    probe = _Probe(model, targets)
+    for record in targets:
+        if orthogonal_first:
+            for kernel in _weights(record.layer, ("kernel", "depthwise_kernel", "pointwise_kernel")):
+                kernel.assign(Orthogonal(1.0, seed=seeds.next_seed())(tuple(kernel.shape), dtype=kernel.dtype))
+        for bias in _weights(record.layer, ("bias",)):
+            bias.assign(ops.zeros(bias.shape, dtype=bias.dtype))
+    stds = probe.stds(x, batch_size) if targets else {}
+    for record in probe.order(targets):
+        kernel = _scaled_kernel(record.layer)
+        iterations, std = 0, stds[record]
+        while True:
+            status = _status(std, target_std, tol)
+            if status is not None or iterations == max_iter:
+                break
+            kernel.assign(ops.cast(kernel.value * (target_std / std), kernel.dtype))
+            iterations += 1
+            stds = probe.stds(x, batch_size)
+            std = stds[record]
+        if status is None:
+            status = ("not converged", f"max_iter={max_iter} reached")
+        report.append(LsuvRow(record.path, record.layer_class, iterations, float(std), *status))
+    report.forward_passes = probe.passes
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Probe:
+    """The std of every target's pre-activation output over all of `x`, one
+    pass of the model per call (`kinit.capture`), in chunks of rows."""
+
+    def __init__(self, model, targets: List[LayerRecord]):
+        self.model, self.targets = model, targets
+        self.passes = 0
+        self.first_seen: dict = {}
+
+    def stds(self, x, batch_size: int) -> dict:
+        rows = len(tree.flatten(x)[0])
+        totals = {record: np.zeros(2) for record in self.targets}
+        for start in range(0, rows, batch_size):
+            chunk = tree.map_structure(lambda a: a[start : start + batch_size], x)
+            weight = len(tree.flatten(chunk)[0]) / rows
+            for record, (mean, variance) in self._moments(chunk).items():
+                # Sums of first and second moments combine exactly across chunks.
+                totals[record] += weight * np.array([mean, variance + mean**2])
+        self.passes += 1
+        with np.errstate(invalid="ignore"):
+            return {record: float(np.sqrt(max(total[1] - total[0] ** 2, 0.0))) if np.all(np.isfinite(total))
+                    else float("nan") for record, total in totals.items()}
+
+    def _moments(self, chunk) -> dict:
+        targets = [(record, record.layer) for record in self.targets]
+        with capturing(targets, where="pre_activation", reduce=_moments) as captures:
+            self.model(chunk, training=False)
+        moments = {}
+        for record, (value,) in captures:  # a layer called twice is measured at its first call
+            moments.setdefault(record, ops.convert_to_numpy(value).astype("float64"))
+            self.first_seen.setdefault(record, len(self.first_seen))
+        missing = [record.path for record in self.targets if record not in moments]
+        if missing:
+            raise ValueError(f"{OWNER}: layers {missing} did not run when the model was called.")
+        return moments
+
+    def order(self, targets: List[LayerRecord]) -> List[LayerRecord]:
+        """`targets` in the order they ran (the truth for any kind of model)."""
+        return sorted(targets, key=lambda record: self.first_seen.get(record, len(self.first_seen)))
+
+
+def _moments(x):
+    x = ops.cast(x, "float32")
+    return ops.stack([ops.mean(x), ops.var(x)])
 
 
 def _status(std: float, target: float, tol: float):
@@ -212,24 +261,18 @@ def _status(std: float, target: float, tol: float):
     return None
 
 
-def _stds(probe, x, batch_size: int) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(np.maximum(probe.moments(x, batch_size)[:, 1], 0.0))
-
-
 def _weights(layer, names) -> list:
     return [weight for weight in layer.weights if weight.name in names]
 
 
 def _scaled_kernel(layer):
-    name = "pointwise_kernel" if isinstance(layer, SEPARABLE) else "kernel"
-    return _weights(layer, (name,))[0]
+    return _weights(layer, (calibrated_kernel_name(layer),))[0]
 
 
-def _selector(model, layers):
-    """A predicate on trace nodes: is this a layer to calibrate?"""
+def _selector(model_map, layers):
+    """A predicate on records: is this a layer to calibrate?"""
     if layers is None:
-        return lambda node: isinstance(node.layer, SUPPORTED) and is_float(_scaled_kernel(node.layer))
+        return lambda record: isinstance(record.layer, SUPPORTED) and is_float(_scaled_kernel(record.layer))
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
     if not isinstance(layers, Iterable):
@@ -238,125 +281,36 @@ def _selector(model, layers):
             f"of them; received layers={layers!r}."
         )
     wanted = list(layers)
-    known = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+    records = [record for record in model_map.records if record is not model_map.root]
     for item in wanted:
-        if isinstance(item, keras.layers.Layer):
-            item_type = type(item)
-        elif isinstance(item, str) and item.split("/")[-1] in known:
-            item_type = None
-        else:
+        hits = [record for record in records if _names(item, record)]
+        if not hits:
+            known = ", ".join(f"{record.path} ({record.layer_class})" for record in records)
             raise ValueError(
                 f"{OWNER}: argument `layers` must hold layers of the model or their names/paths; "
-                f"{item!r} is not one. Layers: {', '.join(sorted(known))}."
+                f"{item!r} is not one. Layers: {known}."
             )
-        if item_type is not None and not issubclass(item_type, SUPPORTED):
-            raise ValueError(
-                f"{OWNER}: cannot calibrate {item.name!r} ({item_type.__name__}); supported layers are "
-                f"{', '.join(cls.__name__ for cls in SUPPORTED)}."
-            )
-
-    def select(node) -> bool:
-        hit = any(item is node.layer or item in (node.path, getattr(node.layer, "name", None)) for item in wanted)
-        if hit and not isinstance(node.layer, SUPPORTED):
-            raise ValueError(
-                f"{OWNER}: cannot calibrate {node.path!r} ({type(node.layer).__name__}); supported layers "
-                f"are {', '.join(cls.__name__ for cls in SUPPORTED)}."
-            )
-        return hit
-
-    return select
+        for record in hits:
+            if not isinstance(record.layer, SUPPORTED):
+                raise ValueError(
+                    f"{OWNER}: cannot calibrate {record.path!r} ({record.layer_class}); supported layers "
+                    f"are {', '.join(cls.__name__ for cls in SUPPORTED)}."
+                )
+    return lambda record: any(_names(item, record) for item in wanted)
 
 
-def _check_inputs(model, x):
-    """`x` as numpy arrays, checked against the model's inputs.
-
-    A model with a graph gets a list in the order of its inputs (a dict is
-    matched by input name, as Keras does, never by key order); a model
-    without one gets `x` as given, checked against the shape it was built
-    with when Keras recorded it.
-    """
-    try:
-        x = tree.map_structure(np.asarray, x)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{OWNER}: `x` must be an array or a list/dict of arrays; {error}") from None
-    graph = graph_of(model)
-    if graph is None:
-        _check_built_shape(model, x)
-        _check_rows(tree.flatten(x))
-        return x
-    refs = graph.inputs
-    arrays = _by_input_name(graph, x) if isinstance(x, dict) else tree.flatten(x)
-    if len(arrays) != len(refs):
-        raise ValueError(
-            f"{OWNER}: the model takes {len(refs)} input(s) of shapes "
-            f"{[tuple(r.shape) for r in refs]}; received {len(arrays)} array(s)."
-        )
-    for array, ref in zip(arrays, refs):
-        expected = tuple(ref.shape)
-        if not _fits(array.shape, expected):
-            raise ValueError(
-                f"{OWNER}: input {ref.name!r} expects shape {expected} (None = any size); "
-                f"received x of shape {array.shape}."
-            )
-    _check_rows(arrays)
-    return arrays
+def _names(item, record: LayerRecord) -> bool:
+    """Whether `item` (a layer, a name or a path) names `record`."""
+    if isinstance(item, keras.layers.Layer):
+        return item is record.layer
+    return item in (record.path, record.layer.name)
 
 
-def _by_input_name(graph, x: dict) -> list:
-    """The arrays of the dict `x` in the order of the graph's inputs."""
-    struct = graph.input
-    # A model built on a dict of inputs is fed by its keys; otherwise by input names.
-    keys = {id(tensor): key for key, tensor in struct.items()} if isinstance(struct, dict) else {}
-    names = [keys.get(id(ref), ref.name) for ref in graph.inputs]
-    missing = [name for name in names if name not in x]
-    unexpected = sorted(set(x) - set(names), key=str)
-    if missing or unexpected:
-        raise ValueError(
-            f"{OWNER}: the keys of `x` must be the model's input names {names}; "
-            f"missing {missing}, unexpected {unexpected}."
-        )
-    return [x[name] for name in names]
-
-
-def _check_built_shape(model, x) -> None:
-    """Compare `x` with the input shape a model without a graph was built with.
-
-    The recorded batch size is that of the call that built the model, so
-    only the rank and the other dimensions are compared.
-    """
-    config = model.get_build_config()
-    built = config.get("input_shape") if isinstance(config, dict) else None
-    if built is None:
-        return
-    shapes = tree.map_shape_structure(_Shape, built)
-    described = tree.map_structure(lambda array: array.shape, x)
-    try:
-        tree.assert_same_paths(shapes, x)
-    except ValueError:
-        raise ValueError(
-            f"{OWNER}: model {model.name!r} was built for inputs of shape {built}; "
-            f"received x of shape {described}."
-        ) from None
-    for shape, array in zip(tree.flatten(shapes), tree.flatten(x)):
-        if not _fits(array.shape, (None,) * min(1, len(shape.dims)) + shape.dims[1:]):
-            raise ValueError(
-                f"{OWNER}: model {model.name!r} was built for inputs of shape {built} "
-                f"(any batch size); received x of shape {described}."
-            )
-
-
-class _Shape:
-    """A shape as one leaf of a structure (keras.tree would flatten a tuple)."""
-
-    def __init__(self, dims):
-        self.dims = tuple(dims)
-
-
-def _fits(shape, expected) -> bool:
-    return len(shape) == len(expected) and all(e is None or e == d for e, d in zip(expected, shape))
-
-
-def _check_rows(arrays: list) -> None:
-    rows = {len(array) if array.ndim else 0 for array in arrays}
-    if len(rows) != 1 or 0 in rows:
-        raise ValueError(f"{OWNER}: the arrays of `x` must have the same, non-zero number of rows.")
+def _model_inputs(model, x):
+    """`x` read as `fit` reads data (a tuple is (x, y): y is ignored) and
+    checked against the model's inputs, in the structure the model takes."""
+    batch = read_batch(OWNER, x, "x", MAX_STREAM_EXAMPLES)
+    arrays = check_against_model(OWNER, model, batch.x, "x")
+    check_batch_size(OWNER, Batch(arrays), "x", minimum=1, maximum=None)
+    graph = keras_adapter.graph_inputs(model)
+    return arrays if graph is None else tree.pack_sequence_as(graph, arrays)

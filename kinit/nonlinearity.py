@@ -2,31 +2,34 @@
 
 A kernel's best scale depends on the nonlinearity its output goes through,
 and in Keras that is either fused into the layer (``Dense(64,
-activation="relu")``) or a separate layer after it (``Dense(64)`` then
-``ReLU()``), possibly behind a normalization layer (``Conv2D`` →
-``BatchNormalization`` → ``ReLU``). `following_nonlinearity` looks in this
-order:
+activation="relu")``) or applied after it (``Dense(64)`` then ``ReLU()``, or
+``keras.ops.relu(x)`` inside a custom layer), possibly behind a
+normalization layer (``Conv2D`` → ``BatchNormalization`` → ``ReLU``).
+`following_nonlinearity` reads the model map (`kinit.model_map`) and looks
+in this order:
 
 1. the layer's own ``activation``, unless it is linear;
-2. the layers that consume its output (see `kinit.graph`): an
-   ``Activation`` layer, ``ReLU`` (its ``negative_slope`` makes it leaky),
-   ``LeakyReLU`` (its slope), ``PReLU`` (the mean of its current slopes),
-   ``ELU`` (its α), ``Softmax``, or an activation op applied to a symbolic
-   tensor (``keras.ops.relu(x)``);
+2. the calls that read its output, as the model runs: an ``Activation``
+   layer, ``ReLU`` (its ``negative_slope`` makes it leaky), ``LeakyReLU``
+   (its slope), ``PReLU`` (the mean of its current slopes), ``ELU`` (its
+   α), ``Softmax``, or an activation op (``keras.ops.relu(x)``);
 3. through normalization layers (Batch/Layer/Group/RMS/Unit normalization),
-   dropout/noise layers, pooling (Max/Average/GlobalMax/GlobalAverage),
-   ZeroPadding, Cropping, Reshape and Flatten layers, to the layer after
-   them (``Conv2D`` → ``MaxPooling2D`` → ``ReLU`` is a ReLU layer);
-4. through the merges in `MERGES`: ``Concatenate`` (an elementwise
-   nonlinearity after it acts on each part as it is) and the sums ``Add``,
-   ``Subtract`` and ``Average``, so the last convolution of a residual
+   dropout/noise layers, pooling, padding, cropping, reshaping layers and
+   the ops that only move values (`kinit.layer_kinds.PASS_THROUGH_OPS`), to
+   what reads them (``Conv2D`` → ``MaxPooling2D`` → ``ReLU`` is a ReLU);
+4. through the merges ``Concatenate`` (an elementwise nonlinearity after it
+   acts on each part as it is) and the sums ``Add``, ``Subtract``,
+   ``Average`` (layers or ``x + y``), so the last convolution of a residual
    branch, ``Conv2D`` → ``BatchNormalization`` → ``Add`` → ``ReLU``, counts
    as followed by ReLU, as in He et al. (2016), who initialize every
    convolution of a ResNet for ReLU.
 
-If the output feeds several layers that disagree, or a layer that is none
-of the above (``Multiply``, another ``Dense``, …), or is the model's
-output, the result is linear.
+If the output feeds several calls that disagree, or a call that is none of
+the above (``Multiply``, another ``Dense``, an attention op, …), or is the
+model's output, the result is linear. Where the map does not know what
+reads the output (the layer runs inside a layer that could not be traced,
+or the model could only be run eagerly), the result is linear with the
+label ``"wiring unknown"`` and the map's reason: never a guess.
 
 Reference:
     He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition",
@@ -42,57 +45,8 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-#: Normalization layers with a learned scale (γ) and, but for RMS, shift (β).
-NORMALIZATION = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-    keras.layers.RMSNormalization,
-)
-
-#: Layers that normalize or only add noise.
-NORMALIZATION_OR_NOISE = NORMALIZATION + (
-    keras.layers.UnitNormalization,
-    keras.layers.Dropout,
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D,
-    keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout,
-    keras.layers.AlphaDropout,
-)
-
-#: Layers that pool, pad, crop or reshape: the nonlinearity after them acts
-#: on the values they pass on (ReLU commutes with max pooling).
-RESAMPLING = (
-    keras.layers.MaxPooling1D,
-    keras.layers.MaxPooling2D,
-    keras.layers.MaxPooling3D,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.AveragePooling3D,
-    keras.layers.GlobalMaxPooling1D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.GlobalMaxPooling3D,
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalAveragePooling3D,
-    keras.layers.ZeroPadding1D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.ZeroPadding3D,
-    keras.layers.Cropping1D,
-    keras.layers.Cropping2D,
-    keras.layers.Cropping3D,
-    keras.layers.Reshape,
-    keras.layers.Flatten,
-)
-
-#: Layers looked through to the next layer when searching for the nonlinearity.
-PASS_THROUGH = NORMALIZATION_OR_NOISE + RESAMPLING
-
-#: Merges looked through too: the nonlinearity after them acts on each input's
-#: values (Concatenate) or on their sum (residual connections).
-MERGES = (keras.layers.Concatenate, keras.layers.Add, keras.layers.Subtract, keras.layers.Average)
+from kinit.layer_kinds import MERGE_OPS, MERGES, PASS_THROUGH, PASS_THROUGH_OPS
+from kinit.model_map import TRACED, Call, LayerRecord, ModelMap
 
 #: Keras activation names → (name for `calculate_gain` or a family name, default parameter).
 ACTIVATIONS = {
@@ -176,34 +130,76 @@ def layer_nonlinearity(layer, source: str) -> Optional[Nonlinearity]:
     return None
 
 
-def following_nonlinearity(node) -> Nonlinearity:
-    """The nonlinearity applied to the output of the layer of `node`."""
-    activation = getattr(node.layer, "activation", None)
+def following_nonlinearity(model_map: ModelMap, record: LayerRecord, weight=None) -> Nonlinearity:
+    """The nonlinearity applied to the output of `record`'s layer.
+
+    For a `weight` of a composite layer (one traced through, so it has no
+    output of its own), the nonlinearity after the ops that read the weight
+    directly (``keras.ops.matmul(x, self.kernel)``).
+    """
+    activation = getattr(record.layer, "activation", None)
     if activation is not None:
         own = activation_nonlinearity(activation, "own activation")
         if own.name != "linear":
             return own
-    return _after(node, via=[])
+    if record.wiring != TRACED:
+        return wiring_unknown(record.why_unknown)
+    if record.composite:
+        users = model_map.users_of(weight) if weight is not None else []
+        if not users:
+            return wiring_unknown("no op the model map saw reads this weight directly")
+        return _agreed([_relabel(_after(user, via=[]), f"read by {user.label}") for user in users])
+    found = [_after(call, via=[]) for call in model_map.calls_of(record)]
+    return _agreed(found)
 
 
-def _after(node, via: List[str]) -> Nonlinearity:
-    if not node.outputs:
-        return linear("model output")
-    found = []
-    for consumer in node.outputs:
+def _relabel(nonlinearity: Nonlinearity, prefix: str) -> Nonlinearity:
+    return Nonlinearity(nonlinearity.name, nonlinearity.param, nonlinearity.label,
+                        f"{prefix}, {nonlinearity.source}")
+
+
+def wiring_unknown(why: str) -> Nonlinearity:
+    """The result where the map cannot tell what reads an output."""
+    return Nonlinearity("linear", None, "wiring unknown", why)
+
+
+def looks_through(call: Call) -> bool:
+    """Whether the search for a nonlinearity continues past `call`."""
+    if call.kind == "op":
+        return type(call.operation).__name__ in PASS_THROUGH_OPS + MERGE_OPS
+    return isinstance(call.operation, PASS_THROUGH + MERGES)
+
+
+def _after(call: Call, via: List[str]) -> Nonlinearity:
+    found = [linear("model output" + (f", after {' then '.join(via)}" if via else ""))] if call.is_output else []
+    for consumer in call.consumers:
         path = via + [repr(consumer.path)]
-        source = ("next layer " if not via else "after ") + " then ".join(path)
-        nonlinearity = layer_nonlinearity(consumer.layer, source)
-        if nonlinearity is None and isinstance(consumer.layer, PASS_THROUGH + MERGES):
+        noun = "op" if consumer.kind == "op" else "layer"
+        source = (f"next {noun} " if not via else "after ") + " then ".join(path)
+        if consumer.opaque:
+            nonlinearity = wiring_unknown(f"{source} could not be traced, so what acts on the output is not known")
+        else:
+            nonlinearity = layer_nonlinearity(consumer.operation, source)
+        if nonlinearity is None and looks_through(consumer):
             nonlinearity = _after(consumer, path)
         if nonlinearity is None:
-            kind = type(consumer.layer).__name__
-            nonlinearity = linear(f"next layer {consumer.path!r} ({kind}) is no activation")
+            nonlinearity = linear(f"next {noun} {consumer.label} is no activation")
         found.append(nonlinearity)
+    if not found:
+        return linear("its output is not used")
+    return _agreed(found)
+
+
+def _agreed(found: List[Nonlinearity]) -> Nonlinearity:
+    if not found:
+        return linear("it was not called")
+    unknown = [item for item in found if item.label == "wiring unknown"]
+    if unknown:
+        return unknown[0]
     if all(item.same_as(found[0]) for item in found):
         return found[0]
     labels = ", ".join(sorted({item.label for item in found}))
-    return linear(f"output feeds layers with different nonlinearities ({labels})")
+    return linear(f"output feeds calls with different nonlinearities ({labels})")
 
 
 def _op_nonlinearity(operation, source: str) -> Optional[Nonlinearity]:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import keras
 
-from kinit.base import KinitInitializer, RandomInitializer
-from kinit.graph import is_float, own_weights, trace
+from kinit.base import SCHEMES, RandomInitializer
+from kinit.fans import KERNEL_LAYOUTS, equation_axes
+from kinit.inputs import read_batch
+from kinit.layer_kinds import KERNEL_WEIGHTS, is_float, kernel_layout
+from kinit.model_map import LayerRecord, ModelMap, map_model
 from kinit.report import Report
 from kinit.residual import residual_norms
-from kinit.rules import KERNEL_WEIGHTS, AutoOptions, Choice, auto_choice, kernel_layout
+from kinit.rules import AutoOptions, Choice, auto_choice
 from kinit.validation import check_bool, check_number, check_seed
 
 OWNER = "initialize"
+#: Examples of `x` used to trace a model (two are enough; the rest is not read).
+MAX_EXAMPLES = 16
 
 
 @dataclass
@@ -32,6 +37,7 @@ class InitRow:
         reason: why this scheme (layer type, nonlinearity, where it was found).
         initializer: the initializer that produced the values (None if
             unchanged).
+        layer_class: the class name of the layer that owns the weight.
     """
 
     path: str
@@ -40,12 +46,19 @@ class InitRow:
     scheme: str
     reason: str
     initializer: Optional[Callable] = field(default=None, repr=False)
+    layer_class: str = ""
 
 
 class InitReport(Report):
-    """The rows of `initialize`, one per weight, in execution order."""
+    """The rows of `initialize`, one per weight, in execution order.
+
+    Attributes:
+        notes: what the model map could not trace, and why (the rows of
+            those layers say "wiring unknown").
+    """
 
     columns = ("path", "weight", "shape", "scheme", "reason")
+    notes: list = []
 
 
 def initialize(
@@ -56,6 +69,8 @@ def initialize(
     relu_bias: float = 0.0,
     embedding_stddev: float = 0.02,
     zero_residual_gamma: bool = False,
+    strict: bool = True,
+    x=None,
 ) -> InitReport:
     """Re-initialize every weight of a built model in place, layer by layer.
 
@@ -88,12 +103,14 @@ def initialize(
     ...                          r".*/bias": kinit.Constant(0.01), "frozen_.*": None})
 
     Args:
-        model: a built Keras model: Sequential, Functional, nested models, or
-            a subclassed model (its layers are walked in assignment order).
-        policy: ``"auto"``; or one scheme for every kernel-like weight
+        model: a built Keras model: Sequential, Functional, nested models,
+            subclassed models, custom layers: what follows each layer is read
+            from the model map (`kinit.model_map`), as the model runs.
+        policy: ``"auto"`` or another registered policy name (`POLICIES`), or
+            a `Policy` instance; or one scheme for every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
             (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
-            ZerO is ``"zero_init"``, see `POLICY_NAMES`),
+            ZerO is ``"zero_init"``, see `kinit.base.SCHEMES`),
             an initializer class or an instance (used as a template: its
             configuration is kept, its seed replaced per weight); or a dict
             from keys to such schemes. A key is a layer class, or a string
@@ -112,12 +129,22 @@ def initialize(
             keeps units active early in training).
         embedding_stddev: σ of the normal that fills Embedding tables.
         zero_residual_gamma: set γ = 0 in the last normalization layer of
-            every residual branch that ends in an ``Add`` (Goyal et al. 2017;
-            `kinit.residual` says exactly what is detected).
+            every residual branch that ends in a sum (an ``Add`` layer or
+            ``x + f(x)``; Goyal et al. 2017; `kinit.residual` says exactly
+            what is detected).
+        strict: with a dict `policy`, raise `ValueError` for a key that
+            matches no layer or weight (a typo, a layer type the model
+            lacks); False ignores such keys.
+        x: optional inputs (a batch, or a few examples) for a subclassed
+            model that was built by calling it on data: Keras keeps no input
+            shape for it, so without `x` its wiring is unknown (the report's
+            notes say so). Not needed for Functional and Sequential models
+            or models built with ``build(input_shape)``.
 
     Returns:
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
-        reason) that prints as a table.
+        reason) that prints as a table; its `notes` say what the model map
+        could not trace.
 
     Raises:
         ValueError: for a bad argument, an unbuilt model, or a scheme that
@@ -136,73 +163,166 @@ def initialize(
         embedding_stddev=check_number(OWNER, "embedding_stddev", embedding_stddev, minimum=0.0),
     )
     zero_residual_gamma = check_bool(OWNER, "zero_residual_gamma", zero_residual_gamma)
-    override = _policy_lookup(policy)
+    strict = check_bool(OWNER, "strict", strict)
+    chosen = resolve_policy(policy)
+    if x is not None:
+        x = read_batch(OWNER, x, "x", MAX_EXAMPLES).x
+    model_map = map_model(model, x)
+    chosen.prepare(model_map, strict=strict)
+    if zero_residual_gamma:
+        options.zero_gamma = residual_norms(model_map)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
     seeds = RandomInitializer(seed)
     report = InitReport()
     done = set()
     new_values = []
-    with trace(model) as traced:
-        nodes = list(traced.layers())
-    if zero_residual_gamma:
-        options.zero_gamma = residual_norms(nodes)
-    for node in nodes:
-        for weight in own_weights(node.layer):
+    for record in model_map.records:
+        for weight in record.own_weights:
             if id(weight) in done:  # a weight shared by two layers is set once
                 continue
             done.add(id(weight))
-            choice = _choose(node, weight, override, seeds.next_seed(), options)
+            choice = _choose(chosen, model_map, record, weight, seeds.next_seed(), options)
             if choice.initializer is not None:
                 new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype)))
-            report.append(
-                InitRow(node.path, weight.name, tuple(weight.shape), choice.scheme, choice.reason, choice.initializer)
-            )
+            report.append(InitRow(record.path, weight.name, tuple(weight.shape), choice.scheme, choice.reason,
+                                  choice.initializer, record.layer_class))
     # Every value is computed before the first assignment: a scheme that
     # cannot fill a later weight raises with the model unchanged.
     for weight, value in new_values:
         weight.assign(value)
+    report.notes = list(model_map.notes)
     return report
 
 
-def _choose(node, weight, override, seed: int, options: AutoOptions) -> Choice:
+def _choose(policy: "Policy", model_map: ModelMap, record: LayerRecord, weight, seed: int,
+            options: AutoOptions) -> Choice:
     if not is_float(weight):
         return Choice(None, "unchanged", f"{weight.dtype} weight")
-    found = override(node, weight)
-    if found is None:
-        return auto_choice(node, weight, seed, options)
-    spec, why = found
-    if spec is None:
-        return Choice(None, "unchanged", f"policy: {why} → leave unchanged")
-    if spec == "auto":
-        return auto_choice(node, weight, seed, options)
-    initializer = _instantiate(spec, kernel_layout(node.layer, weight.name), seed)
-    return Choice(initializer, _describe(initializer), f"policy: {why}")
+    choice = policy.choose(model_map, record, weight, seed)
+    if choice is None:
+        return auto_choice(model_map, record, weight, seed, options)
+    return choice
 
 
-def _policy_lookup(policy):
-    """A function (node, weight) → (scheme spec, why) or None for "auto"."""
-    if isinstance(policy, str) and policy == "auto":
-        return lambda node, weight: None
+class Policy:
+    """How `initialize` chooses each weight's scheme.
+
+    A policy reads the model map once (`prepare`) and then gives each
+    weight a `kinit.rules.Choice` (`choose`), or None to leave it to the
+    ``"auto"`` rules. Subclasses registered with `register_policy` are
+    reachable by name: ``initialize(model, policy="gpt2")``.
+    """
+
+    def prepare(self, model_map: ModelMap, strict: bool = True) -> None:
+        """Read what the policy needs from the map; raise `ValueError` if the
+        model does not fit it."""
+
+    def choose(self, model_map: ModelMap, record: LayerRecord, weight, seed: int) -> Optional[Choice]:
+        return None
+
+
+#: Policies by name (``"auto"``, the recipes, ``"mup"``), filled by `register_policy`.
+POLICIES: Dict[str, Callable[[], Policy]] = {}
+
+
+def register_policy(name: str):
+    """Class decorator: make ``initialize(model, policy=name)`` use a default
+    instance of the class."""
+
+    def add(cls):
+        POLICIES[name] = cls
+        return cls
+
+    return add
+
+
+@register_policy("auto")
+class AutoPolicy(Policy):
+    """Every weight by the ``"auto"`` rules (`kinit.rules`)."""
+
+
+class SchemePolicy(Policy):
+    """One scheme for every kernel-like weight (`KERNEL_WEIGHTS`); "auto" for the rest."""
+
+    def __init__(self, spec, name: str):
+        self.spec, self.name = spec, name
+
+    def choose(self, model_map, record, weight, seed):
+        if weight.name not in KERNEL_WEIGHTS:
+            return None
+        return _scheme_choice(self.spec, record, weight, seed, f"policy: {self.name} everywhere")
+
+
+class MapPolicy(Policy):
+    """Schemes by layer class or by a regular expression on paths (see `initialize`)."""
+
+    def __init__(self, entries: list):
+        self.entries = entries
+
+    def prepare(self, model_map, strict=True):
+        unused = [key for key, _ in self.entries if not _selects_any(key, model_map)]
+        if strict and unused:
+            layers = ", ".join(f"{record.path} ({record.layer_class})" for record in model_map.records)
+            raise ValueError(
+                f"{OWNER}: the policy key(s) {', '.join(_name(key) for key in unused)} match no layer or "
+                f"weight of model {model_map.model.name!r}; its layers are: {layers}. Pass strict=False to "
+                "allow keys that match nothing."
+            )
+
+    def choose(self, model_map, record, weight, seed):
+        found = _match(self.entries, record, weight)
+        if found is None:
+            return None
+        spec, why = found
+        if spec is None:
+            return Choice(None, "unchanged", f"policy: {why} → leave unchanged")
+        if spec == "auto":
+            return None
+        return _scheme_choice(spec, record, weight, seed, f"policy: {why}")
+
+
+def _scheme_choice(spec, record: LayerRecord, weight, seed: int, reason: str) -> Choice:
+    initializer = _instantiate(spec, kernel_layout(record.layer, weight.name), seed, tuple(weight.shape))
+    return Choice(initializer, _describe(initializer), reason)
+
+
+def resolve_policy(policy) -> Policy:
+    """The `Policy` that `policy` (a name, scheme, dict or `Policy`) stands for."""
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, str) and policy in POLICIES:
+        return POLICIES[policy]()
     if isinstance(policy, dict):
-        entries = [(key, _spec(value, allow_none=True)) for key, value in policy.items()]
-        for key, _ in entries:
-            if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, keras.layers.Layer))):
-                raise ValueError(
-                    f"{OWNER}: the keys of a `policy` dict must be layer classes or regular "
-                    f"expressions (str); received key {key!r}."
-                )
-        return lambda node, weight: _match(entries, node, weight)
-    spec = _spec(policy, allow_none=False)
-    return lambda node, weight: (spec, f"{_name(policy)} everywhere") if weight.name in KERNEL_WEIGHTS else None
+        entries = [(_check_key(key), _spec(value, allow_none=True)) for key, value in policy.items()]
+        return MapPolicy(entries)
+    return SchemePolicy(_spec(policy, allow_none=False), _name(policy))
 
 
-def _match(entries, node, weight):
+def _check_key(key):
+    """A layer class, or a compiled regular expression; else `ValueError` naming the key."""
+    if isinstance(key, type) and issubclass(key, keras.layers.Layer):
+        return key
+    if not isinstance(key, str):
+        raise ValueError(
+            f"{OWNER}: the keys of a `policy` dict must be layer classes or regular "
+            f"expressions (str); received key {key!r}."
+        )
+    try:
+        re.compile(key)
+    except re.error as error:
+        raise ValueError(
+            f"{OWNER}: the `policy` key {key!r} is not a valid regular expression ({error})."
+        ) from None
+    return key
+
+
+def _match(entries, record: LayerRecord, weight):
     """The first entry that selects `weight`: by its layer (or an enclosing
     layer) for kernel-like weights, else by the weight's own path."""
-    weight_path = f"{node.path}/{weight.name}"
+    weight_path = f"{record.path}/{weight.name}"
     for key, spec in entries:
-        owner = next((n for n in _lineage(node) if _key_matches(key, n)), None)
+        owner = next((r for r in record.lineage() if _key_matches(key, r)), None)
         if owner is not None:
             if weight.name in KERNEL_WEIGHTS:
                 return spec, f"{_name(key)} matches {owner.path!r}"
@@ -211,16 +331,25 @@ def _match(entries, node, weight):
     return None
 
 
-def _lineage(node):
-    while node is not None:
-        yield node
-        node = node.parent
+def _selects_any(key, model_map: ModelMap) -> bool:
+    """Whether `key` names a layer of the map or the path of one of its weights."""
+    for record in model_map.records:
+        if _key_matches(key, record):
+            return True
+        if isinstance(key, str) and any(re.fullmatch(key, f"{record.path}/{w.name}") for w in record.own_weights):
+            return True
+    return False
 
 
-def _key_matches(key, node) -> bool:
+def _key_matches(key, record: LayerRecord) -> bool:
     if isinstance(key, type):
-        return isinstance(node.layer, key)
-    return bool(re.fullmatch(key, node.path) or re.fullmatch(key, type(node.layer).__name__))
+        return isinstance(record.layer, key)
+    return bool(re.fullmatch(key, record.path) or re.fullmatch(key, _class_name(record.layer)))
+
+
+def _class_name(obj) -> str:
+    """The class name without kinit's registration prefix."""
+    return type(obj).__name__.split(".")[-1]
 
 
 def _spec(value, allow_none: bool):
@@ -230,15 +359,16 @@ def _spec(value, allow_none: bool):
     if isinstance(value, str):
         if value == "auto":
             return value
-        cls = kinit_classes().get(value)
+        cls = SCHEMES.get(value)
         if cls is not None:
             return cls
         try:
             return keras.initializers.get(value)
         except ValueError:
             raise ValueError(
-                f"{OWNER}: unknown initializer name {value!r}; use \"auto\", a kinit name "
-                f"({', '.join(repr(n) for n in sorted(kinit_classes()))}) or a Keras name."
+                f"{OWNER}: unknown policy or initializer name {value!r}; use a policy name "
+                f"({', '.join(repr(n) for n in sorted(POLICIES))}), a kinit name "
+                f"({', '.join(repr(n) for n in sorted(SCHEMES))}) or a Keras name."
             ) from None
     if isinstance(value, type) and issubclass(value, keras.initializers.Initializer):
         return value
@@ -248,39 +378,28 @@ def _spec(value, allow_none: bool):
     raise ValueError(f"{OWNER}: a policy must be {allowed}; received {value!r}.")
 
 
-def _instantiate(spec, layout: str, seed: int):
-    """A fresh initializer for one weight, with its own seed and kernel layout."""
+def _instantiate(spec, layout: str, seed: int, shape: Tuple[int, ...]):
+    """A fresh initializer for one weight, with its own seed and kernel layout.
+
+    A Keras initializer that takes ``input_axes``/``output_axes`` (its
+    VarianceScaling family) gets an EinsumDense kernel's axes as
+    `EinsumDense.build` would hand them over (the labels summed over; the
+    labels of the output)."""
     if isinstance(spec, type):
         params = inspect.signature(spec.__init__).parameters
         config = {}
     else:
-        config = spec.get_config()
+        config = dict(spec.get_config())
         params = config
     if "seed" in params:
         config["seed"] = seed
     if "kernel_layout" in params:
         config["kernel_layout"] = layout
+    elif "input_axes" in params and layout not in KERNEL_LAYOUTS:
+        summed, added, shared = equation_axes(shape, layout)
+        config.update(input_axes=summed, output_axes=sorted(added + shared))
     cls = spec if isinstance(spec, type) else type(spec)
     return cls.from_config(config) if config else cls()
-
-
-#: Policy names where the snake_case of the class name misleads: ZerO would be
-#: "zer_o", and "zero" is Keras's alias of "zeros"; "zero_init" follows the
-#: authors' ``ZerO_Init``.
-POLICY_NAMES = {"ZerO": "zero_init"}
-
-
-def kinit_classes() -> dict:
-    """kinit's initializer classes by policy name: the class name in snake_case
-    (``"he_normal"`` → HeNormal), or its entry in `POLICY_NAMES`."""
-    import kinit  # the package imports this module; look its names up at call time
-
-    classes = {}
-    for name, obj in vars(kinit).items():
-        if isinstance(obj, type) and issubclass(obj, KinitInitializer) and obj not in (KinitInitializer, RandomInitializer):
-            policy_name = POLICY_NAMES.get(name) or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-            classes[policy_name] = obj
-    return classes
 
 
 def _describe(initializer) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List
 
 
 class Report(list):
     """A list of dataclass rows that prints as an aligned text table.
 
-    ``print(report)`` shows the table; `to_markdown()` gives it as Markdown.
+    ``print(report)`` shows the table; `to_markdown()` gives it as Markdown
+    and `to_dataframe()` as a `pandas.DataFrame` (every field of every row).
     Subclasses name the row fields to show in `columns`.
     """
 
@@ -24,6 +26,15 @@ class Report(list):
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.cells()]
         return "\n".join(lines)
+
+    def to_dataframe(self):
+        """The rows as a `pandas.DataFrame`, one column per field (needs pandas)."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise ImportError(f"{type(self).__name__}.to_dataframe() needs pandas (pip install pandas); "
+                              "the same rows are in the report itself") from error
+        return pandas.DataFrame([{f.name: getattr(row, f.name) for f in dataclasses.fields(row)} for row in self])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows)\n{self}"

@@ -1,49 +1,84 @@
-"""Find the last normalization layer of each residual branch.
+"""Residual connections in the model map: sums, their branches, their norms.
 
-Goyal et al. (2017) start every residual block as the identity by setting
-the γ of the block's last normalization layer to 0. `residual_norms` finds
-those layers in a traced model:
+A residual connection is a *sum*: an ``Add`` layer, or an ``add`` op
+(``x + f(x)`` inside a custom layer or subclassed model), with two or more
+distinct producers. For each producer its *branch* is the set of calls it
+descends from that are not ancestors of every producer of the sum, so the
+branch starts after the fork. An identity shortcut has an empty branch and a
+projection shortcut (``Conv`` → ``BN``) a short one; the *residual branches*
+of a sum are those longer than its shortest one (none when all are equally
+long). Everything is read from the map of the model as it runs, never from
+layer names.
 
-For every ``Add`` layer with two or more distinct inputs, each input's
-*branch* is the set of layers it descends from that are not ancestors of all
-of the Add's inputs (so the branch starts after the fork). An input is a
-residual branch if its branch is longer than the Add's shortest one, and its
-last normalization layer is the layer that produces it — a
-BatchNormalization, LayerNormalization, GroupNormalization or
-RMSNormalization, possibly followed by dropout or noise layers. An identity
-shortcut has an empty branch and a projection shortcut (``Conv`` → ``BN``)
-a short one, so only the main branch's normalization is selected; when all
-branches have the same length none is.
+`residual_norms` gives, for ``zero_residual_gamma`` (Goyal et al. 2017), the
+last normalization layer of each residual branch: the layer that produces
+the branch's output — a BatchNormalization, LayerNormalization,
+GroupNormalization or RMSNormalization — possibly followed by dropout or
+noise layers.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Set
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Set
 
-import keras
-
-from kinit.graph import LayerNode
-from kinit.nonlinearity import NORMALIZATION, NORMALIZATION_OR_NOISE
+from kinit.layer_kinds import NORMALIZATION, NORMALIZATION_OR_NOISE, SUM_OPS, SUMS
+from kinit.model_map import Call, LayerRecord, ModelMap
 
 
-def residual_norms(nodes) -> Dict[LayerNode, LayerNode]:
-    """Map each residual branch's last normalization node to its Add node."""
-    found = {}
-    for add in nodes:
-        if not isinstance(add.layer, keras.layers.Add) or len(add.inputs) < 2:
+@dataclass(eq=False)
+class Sum:
+    """A residual sum: the call, its producers, and the branch of each.
+
+    Attributes:
+        call: the ``Add`` layer call or ``add`` op call.
+        producers: the calls whose outputs it adds.
+        branches: per producer, the calls of its branch in run order.
+    """
+
+    call: Call
+    producers: List[Call]
+    branches: List[List[Call]]
+
+    def residual(self) -> List[int]:
+        """The indices of the residual branches: those longer than the shortest."""
+        lengths = [len(branch) for branch in self.branches]
+        return [i for i, length in enumerate(lengths) if length > min(lengths)]
+
+
+def is_sum(call: Call) -> bool:
+    if call.kind == "op":
+        return type(call.operation).__name__ in SUM_OPS
+    return isinstance(call.operation, SUMS)
+
+
+def sums(model_map: ModelMap) -> List[Sum]:
+    """Every sum of two or more distinct producers, in run order."""
+    found = []
+    for call in model_map.calls:
+        if not is_sum(call) or len(call.inputs) < 2:
             continue
-        lineages = [_ancestors(producer) | {producer} for producer in add.inputs]
+        lineages = [ancestors(producer) | {producer} for producer in call.inputs]
         common = set.intersection(*lineages)
-        lengths = [len(lineage - common) for lineage in lineages]
-        for producer, length in zip(add.inputs, lengths):
-            norm = _last_normalization(producer)
-            if norm is not None and length > min(lengths):
-                found[norm] = add
+        branches = [sorted(lineage - common, key=lambda c: c.index) for lineage in lineages]
+        found.append(Sum(call, list(call.inputs), branches))
     return found
 
 
-def _ancestors(node: LayerNode) -> Set[LayerNode]:
-    seen, stack = set(), list(node.inputs)
+def residual_norms(model_map: ModelMap) -> Dict[LayerRecord, Call]:
+    """Map the record of each residual branch's last normalization layer to its sum."""
+    found = {}
+    for residual in sums(model_map):
+        for index in residual.residual():
+            norm = _last_normalization(residual.producers[index])
+            if norm is not None:
+                found[norm.record] = residual.call
+    return found
+
+
+def ancestors(call: Call) -> Set[Call]:
+    """Every call whose output `call` depends on."""
+    seen, stack = set(), list(call.inputs)
     while stack:
         current = stack.pop()
         if current not in seen:
@@ -52,9 +87,12 @@ def _ancestors(node: LayerNode) -> Set[LayerNode]:
     return seen
 
 
-def _last_normalization(node: LayerNode):
-    while isinstance(node.layer, NORMALIZATION_OR_NOISE) and not isinstance(node.layer, NORMALIZATION):
-        if len(node.inputs) != 1:
+def _last_normalization(call: Call) -> Optional[Call]:
+    while call.kind == "layer" and isinstance(call.operation, NORMALIZATION_OR_NOISE) and not isinstance(
+        call.operation, NORMALIZATION
+    ):
+        if len(call.inputs) != 1:
             return None
-        node = node.inputs[0]
-    return node if isinstance(node.layer, NORMALIZATION) else None
+        call = call.inputs[0]
+    is_norm = call.kind == "layer" and isinstance(call.operation, NORMALIZATION) and call.record is not None
+    return call if is_norm else None

@@ -43,17 +43,14 @@ import numpy as np
 
 from kinit.constant import Constant, Ones, Zeros
 from kinit.gains import calculate_gain
-from kinit.graph import own_weights
-from kinit.nonlinearity import NORMALIZATION, Nonlinearity, following_nonlinearity
+from kinit.keras_adapter import own_weights
+from kinit.layer_kinds import KERNEL_WEIGHTS, NORMALIZATION, SEPARABLE, kernel_layout
+from kinit.model_map import LayerRecord, ModelMap
+from kinit.nonlinearity import Nonlinearity, following_nonlinearity
 from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
 from kinit.variance import GlorotUniform, HeNormal, LecunNormal
 
-#: Weights that carry a layer's linear map (a single-scheme policy applies to these).
-KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
-TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
-DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 NORMALIZATION_ONES = ("gamma", "scale", "moving_variance", "moving_stddev", "renorm_stddev")
 NORMALIZATION_ZEROS = ("beta", "moving_mean", "renorm_mean")
 #: Nonlinearities whose kernels get He initialization (with their own gain).
@@ -74,24 +71,13 @@ class Choice:
 class AutoOptions:
     relu_bias: float = 0.0
     embedding_stddev: float = 0.02
-    #: Normalization layers whose γ starts at 0 → the Add they feed.
+    #: Normalization records whose γ starts at 0 → the sum call they feed.
     zero_gamma: Optional[dict] = None
 
 
-def kernel_layout(layer, weight_name: str) -> str:
-    """The `kinit.fans` layout of the weight `weight_name` of `layer`."""
-    if isinstance(layer, keras.layers.EinsumDense):
-        return layer.equation
-    if isinstance(layer, TRANSPOSED):
-        return "transposed"
-    if isinstance(layer, DEPTHWISE) or (isinstance(layer, SEPARABLE) and weight_name == "depthwise_kernel"):
-        return "depthwise"
-    return "standard"
-
-
-def auto_choice(node, weight, seed: int, options: AutoOptions) -> Choice:
-    """The ``"auto"`` scheme of `weight`, a variable owned by `node.layer`."""
-    layer, name = node.layer, weight.name
+def auto_choice(model_map: ModelMap, record: LayerRecord, weight, seed: int, options: AutoOptions) -> Choice:
+    """The ``"auto"`` scheme of `weight`, a variable owned by `record.layer`."""
+    layer, name = record.layer, weight.name
     kind = type(layer).__name__
     if _is_recurrent_cell(layer):
         return _recurrent_choice(layer, weight, seed)
@@ -99,16 +85,16 @@ def auto_choice(node, weight, seed: int, options: AutoOptions) -> Choice:
         sigma = options.embedding_stddev
         return Choice(RandomNormal(0.0, sigma, seed=seed), f"normal, σ = {sigma:g}", "Embedding → small normal")
     if isinstance(layer, NORMALIZATION) and name in NORMALIZATION_ONES + NORMALIZATION_ZEROS:
-        return _normalization_choice(node, name, options)
+        return _normalization_choice(record, name, options)
     if name in KERNEL_WEIGHTS:
         layout = kernel_layout(layer, name)
         if isinstance(layer, SEPARABLE) and name == "depthwise_kernel":
             nonlinearity = Nonlinearity("linear", None, "linear", "the pointwise stage follows")
         else:
-            nonlinearity = following_nonlinearity(node)
+            nonlinearity = following_nonlinearity(model_map, record, weight)
         return variance_choice(kind, nonlinearity, layout, seed)
     if name == "bias":
-        return _bias_choice(node, options)
+        return _bias_choice(model_map, record, options)
     return Choice(None, "unchanged", f"no rule for {kind}.{name}")
 
 
@@ -128,6 +114,8 @@ def variance_choice(kind: str, nonlinearity: Nonlinearity, layout: str, seed: in
     if nonlinearity.name == "unknown":
         label = f"unrecognized activation {label!r}"
     reason = f"{kind} → {label} ({nonlinearity.source}) → {scheme.split(':')[0]}"
+    if label == "wiring unknown":
+        reason += " (the default)"
     if layout in ("transposed", "depthwise"):
         reason += f"; fans read in the {layout} layout"
     elif layout != "standard":
@@ -141,21 +129,21 @@ def gain_text(gain: float) -> str:
     return f"{gain:.4g}"
 
 
-def _bias_choice(node, options: AutoOptions) -> Choice:
-    kind = type(node.layer).__name__
+def _bias_choice(model_map: ModelMap, record: LayerRecord, options: AutoOptions) -> Choice:
+    kind = record.layer_class
     if options.relu_bias:
-        nonlinearity = following_nonlinearity(node)
+        nonlinearity = following_nonlinearity(model_map, record)
         if nonlinearity.name in RELU_FAMILY:
             value = options.relu_bias
             return Choice(Constant(value), f"constant {value:g}", f"{kind} → {nonlinearity.label}: small positive bias")
     return Choice(Zeros(), "zeros", "bias")
 
 
-def _normalization_choice(node, name: str, options: AutoOptions) -> Choice:
-    kind = type(node.layer).__name__
+def _normalization_choice(record: LayerRecord, name: str, options: AutoOptions) -> Choice:
+    kind = record.layer_class
     zero_gamma = options.zero_gamma or {}
-    if name in ("gamma", "scale") and node in zero_gamma:
-        reason = f"last normalization of a residual branch into {zero_gamma[node].path!r} (Goyal et al. 2017)"
+    if name in ("gamma", "scale") and record in zero_gamma:
+        reason = f"last normalization of a residual branch into {zero_gamma[record].label} (Goyal et al. 2017)"
         return Choice(Zeros(), "zeros", reason)
     if name in NORMALIZATION_ONES:
         return Choice(Ones(), "ones", f"{kind} {name} starts at 1")

@@ -7,15 +7,22 @@ Every scheme here draws zero-mean values with
 and differs only in `scale`, `mode` and the distribution's shape. LeCun,
 Glorot (Xavier) and He (Kaiming) are presets with ``scale = gain²``, where the
 gain comes from `calculate_gain` (√2 for ReLU, and so on).
+
+`VarianceScaling` is also a `keras.initializers.VarianceScaling`, and takes
+its ``input_axes`` / ``output_axes``: Keras's ``EinsumDense.build`` (and so
+``MultiHeadAttention`` and ``GroupQueryAttention``) hands the kernel's axes
+to such initializers, so every preset gets the right fans inside them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional
+
+import keras
 
 from kinit.base import RandomInitializer, register, register_alias
-from kinit.fans import FAN_MODES, check_kernel_layout, fan_for_mode
+from kinit.fans import FAN_MODES, check_axes, check_kernel_layout, fan_for_mode
 from kinit.gains import calculate_gain
 from kinit.random import TRUNCATED_2SIGMA_STD
 from kinit.validation import check_choice, check_number
@@ -26,12 +33,14 @@ NORMAL_DISTRIBUTIONS = ("truncated_normal", "normal", "untruncated_normal")
 
 
 @register
-class VarianceScaling(RandomInitializer):
+class VarianceScaling(RandomInitializer, keras.initializers.VarianceScaling):
     """Zero-mean values whose variance is `scale` divided by a fan.
 
     Formula: ``Var(W) = scale / n`` with ``n`` chosen by `mode`:
     ``fan_in``, ``fan_out`` or ``fan_avg = (fan_in + fan_out) / 2``
-    (see `kinit.fans.compute_fans`; never less than 1). By `distribution`:
+    (see `kinit.fans.compute_fans`; never less than 1). The fans come from
+    `input_axes` / `output_axes` when given (``EinsumDense`` fills them in),
+    otherwise from `kernel_layout`. By `distribution`:
 
     * ``"truncated_normal"``: N(0, σ²) truncated at ±2σ with
       ``σ = √(scale / n) / 0.8796``, so the variance after truncation is
@@ -49,6 +58,9 @@ class VarianceScaling(RandomInitializer):
     >>> init = kinit.VarianceScaling(2.0, kernel_layout="transposed")
     >>> layer = keras.layers.Conv2DTranspose(16, 3, kernel_initializer=init)
 
+    >>> # EinsumDense and the attention layers hand over the axes themselves:
+    >>> mha = keras.layers.MultiHeadAttention(8, 16, kernel_initializer=kinit.VarianceScaling(seed=0))
+
     Args:
         scale: the variance numerator, > 0.
         mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
@@ -60,6 +72,10 @@ class VarianceScaling(RandomInitializer):
             ``EinsumDense`` kernel (``"ab,bcd->acd"``); decides how the fans
             are read (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes: None, or the kernel axes of the inputs (their sizes
+            multiply into fan_in); give it with `output_axes`.
+        output_axes: None, or the kernel axes of the outputs (fan_out).
+            Keras's ``EinsumDense`` fills both in from its equation.
 
     Reference:
         jax.nn.initializers.variance_scaling; Keras `VarianceScaling`;
@@ -73,17 +89,22 @@ class VarianceScaling(RandomInitializer):
         distribution: str = "truncated_normal",
         kernel_layout: str = "standard",
         seed: Optional[int] = None,
+        input_axes: Optional[List[int]] = None,
+        output_axes: Optional[List[int]] = None,
     ):
         owner = type(self).__name__
         self.scale = check_number(owner, "scale", scale, minimum=0.0)
         self.mode = check_choice(owner, "mode", mode, FAN_MODES)
         self.distribution = check_choice(owner, "distribution", distribution, DISTRIBUTIONS)
         self.kernel_layout = check_kernel_layout(owner, kernel_layout)
+        self.input_axes, self.output_axes = check_axes(owner, input_axes, output_axes)
+        # Keras's VarianceScaling.__init__ is not called: kinit's seed
+        # behaviour replaces Keras's; Keras reads the attributes set here.
         super().__init__(seed)
 
     def variance(self, shape) -> float:
         """The variance this initializer gives a kernel of `shape`."""
-        return self.scale / fan_for_mode(shape, self.mode, self.kernel_layout)
+        return self.scale / fan_for_mode(shape, self.mode, self.kernel_layout, self.input_axes, self.output_axes)
 
     def generate(self, shape, dtype):
         variance = self.variance(shape)
@@ -118,6 +139,8 @@ class GainScaling(VarianceScaling):
         distribution: Optional[str] = None,
         kernel_layout: str = "standard",
         seed: Optional[int] = None,
+        input_axes: Optional[List[int]] = None,
+        output_axes: Optional[List[int]] = None,
     ):
         owner = type(self).__name__
         self.gain = check_number(owner, "gain", gain, minimum=0.0, allow_none=True)
@@ -137,6 +160,8 @@ class GainScaling(VarianceScaling):
             distribution=distribution,
             kernel_layout=kernel_layout,
             seed=seed,
+            input_axes=input_axes,
+            output_axes=output_axes,
         )
 
     def effective_gain(self) -> float:
@@ -185,6 +210,8 @@ class LecunNormal(GainScaling):
         kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
             ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes, output_axes: None, or the kernel axes of the inputs and
+            outputs, as in `VarianceScaling` (``EinsumDense`` fills them in).
 
     Reference:
         LeCun et al. 1998, "Efficient BackProp"; Klambauer et al. 2017,
@@ -204,8 +231,9 @@ class LecunUniform(UniformGainScaling):
     >>> layer = keras.layers.Dense(64, kernel_initializer=kinit.LecunUniform())
 
     Args:
-        gain, nonlinearity, negative_slope, mode, kernel_layout, seed: as in
-            `LecunNormal`; `distribution` is ``"uniform"``.
+        gain, nonlinearity, negative_slope, mode, kernel_layout, seed,
+            input_axes, output_axes: as in `LecunNormal`; `distribution` is
+            ``"uniform"``.
 
     Reference:
         LeCun et al. 1998, "Efficient BackProp".
@@ -236,6 +264,8 @@ class GlorotNormal(GainScaling):
         kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
             ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes, output_axes: None, or the kernel axes of the inputs and
+            outputs, as in `VarianceScaling` (``EinsumDense`` fills them in).
 
     Reference:
         Glorot & Bengio 2010, "Understanding the difficulty of training deep
@@ -258,9 +288,9 @@ class GlorotUniform(UniformGainScaling):
     >>> layer = keras.layers.Dense(64, kernel_initializer=kinit.GlorotUniform())
 
     Args:
-        gain, nonlinearity, negative_slope, kernel_layout, seed: as in
-            `GlorotNormal`; `mode` defaults to ``"fan_avg"``; `distribution`
-            is ``"uniform"``.
+        gain, nonlinearity, negative_slope, kernel_layout, seed, input_axes,
+            output_axes: as in `GlorotNormal`; `mode` defaults to
+            ``"fan_avg"``; `distribution` is ``"uniform"``.
 
     Reference:
         Glorot & Bengio 2010.
@@ -294,6 +324,8 @@ class HeNormal(GainScaling):
         kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
             ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes, output_axes: None, or the kernel axes of the inputs and
+            outputs, as in `VarianceScaling` (``EinsumDense`` fills them in).
 
     Reference:
         He et al. 2015, "Delving Deep into Rectifiers: Surpassing Human-Level
@@ -316,8 +348,9 @@ class HeUniform(UniformGainScaling):
     >>> layer = keras.layers.Dense(64, activation="relu", kernel_initializer=kinit.HeUniform())
 
     Args:
-        gain, nonlinearity, negative_slope, mode, kernel_layout, seed: as in
-            `HeNormal`; `distribution` is ``"uniform"``.
+        gain, nonlinearity, negative_slope, mode, kernel_layout, seed,
+            input_axes, output_axes: as in `HeNormal`; `distribution` is
+            ``"uniform"``.
 
     Reference:
         He et al. 2015.
@@ -332,13 +365,21 @@ class FanInScaling(VarianceScaling):
     preset_scale = 1.0
     preset_distribution = "normal"
 
-    def __init__(self, kernel_layout: str = "standard", seed: Optional[int] = None):
+    def __init__(
+        self,
+        kernel_layout: str = "standard",
+        seed: Optional[int] = None,
+        input_axes: Optional[List[int]] = None,
+        output_axes: Optional[List[int]] = None,
+    ):
         super().__init__(
             scale=self.preset_scale,
             mode="fan_in",
             distribution=self.preset_distribution,
             kernel_layout=kernel_layout,
             seed=seed,
+            input_axes=input_axes,
+            output_axes=output_axes,
         )
 
 
@@ -359,6 +400,8 @@ class FanInUniform(FanInScaling):
         kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
             ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes, output_axes: None, or the kernel axes of the inputs and
+            outputs, as in `VarianceScaling` (``EinsumDense`` fills them in).
 
     Reference:
         LeCun et al. 1998, "Efficient BackProp"; the FashionMNIST
@@ -384,6 +427,8 @@ class FanInNormal(FanInScaling):
         kernel_layout: ``"standard"``, ``"transposed"``, ``"depthwise"`` or an
             ``EinsumDense`` equation (see `kinit.fans`).
         seed: None or an int (successive calls of one instance differ).
+        input_axes, output_axes: None, or the kernel axes of the inputs and
+            outputs, as in `VarianceScaling` (``EinsumDense`` fills them in).
 
     Reference:
         LeCun et al. 1998; the FashionMNIST initialization comparison

@@ -13,7 +13,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
-from callbacks import InitDiagnostics
+from kinit.callbacks import InitDiagnostics
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
@@ -39,11 +39,11 @@ print(json.dumps({"mirrored": run(tf.distribute.MirroredStrategy(["/cpu:0", "/cp
 OTHER_BACKEND = """
 import json, logging, tempfile
 import keras, numpy as np
-from callbacks import InitDiagnostics, diagnose
+from kinit.callbacks import InitDiagnostics, diagnose
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 notices = []
-logging.getLogger("callbacks").addHandler(type("H", (logging.Handler,), {"emit": lambda s, r: notices.append(r.getMessage())})())
+logging.getLogger("kinit.callbacks").addHandler(type("H", (logging.Handler,), {"emit": lambda s, r: notices.append(r.getMessage())})())
 x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
 y = x[:, :1]
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, "relu", name="hidden"), keras.layers.Dense(1, name="out")])
@@ -54,7 +54,7 @@ events = EventAccumulator(log_dir, size_guidance={"tensors": 0})
 events.Reload()
 hidden = np.maximum(x[:8] @ model.layers[0].get_weights()[0] + model.layers[0].get_weights()[1], 0)
 report = diagnose(model, x[:8], y[:8])
-std = [r["std"] for r in report.rows if r["kind"] == "activation" and r["layer"] == "hidden"][0]
+std = [r["std"] for r in report.rows if r["kind"] == "activation" and r["path"] == "hidden"][0]
 print(json.dumps({"tags": sorted(events.Tags()["tensors"]), "notices": notices,
                   "std": [std, float(hidden.std())], "notes": report.notes}))
 """

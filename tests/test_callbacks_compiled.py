@@ -6,11 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-import callbacks.rows
-from callbacks import InitDiagnostics, diagnose
-from callbacks.compiled import CompiledPass
-from callbacks.layers import discover
-from callbacks.probe import forward_and_backward
+import kinit.callbacks.rows
+from kinit.model_map import map_model
+from kinit.callbacks import InitDiagnostics, diagnose
+from kinit.callbacks.compiled import CompiledPass
+from kinit.callbacks.layers import discover
+from kinit.callbacks.observe import forward_and_backward
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(4)
@@ -50,7 +51,7 @@ def regression(*layers, run_eagerly=False):
 
 def test_the_pass_is_traced_once_reused_and_traced_again_when_trainable_weights_change():
     model = regression(CountingDense(4, activation="relu", name="hidden"))
-    entries = discover(model)
+    entries = discover(map_model(model))
     compiled = CompiledPass()
     CountingDense.calls = 0
     results = [compiled(model, entries, X[:8], Y[:8], True, None) for _ in range(4)]
@@ -83,7 +84,7 @@ def test_a_model_that_cannot_be_traced_is_observed_eagerly_at_every_log(tmp_path
     kernel, bias = (w.astype(np.float64) for w in model.hidden.get_weights())
     hidden = np.tanh(2 * X[:8].astype(np.float64) @ kernel + bias)
     assert events.scalar("activation_std/hidden/output", 3) == pytest.approx(hidden.std(), rel=1e-5)
-    gradients = {(r["layer"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows
+    gradients = {(r["path"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows
                  if r["kind"] == "gradient"}
     assert events.scalar("gradient_norm/hidden/kernel", 3) == pytest.approx(gradients["hidden", "kernel"], rel=1e-5)
 
@@ -104,8 +105,8 @@ def test_statistics_that_fail_where_the_tensors_live_come_from_numpy_with_one_wa
     def broken(items):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(callbacks.rows, "summaries", broken)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    monkeypatch.setattr(kinit.callbacks.rows, "summarize_tensors", broken)
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         events = run(tmp_path / "numpy")
     warnings = [r.getMessage() for r in caplog.records if "device lost" in r.getMessage()]
     assert len(warnings) == 1 and "NumPy computes them instead" in warnings[0]
@@ -118,7 +119,7 @@ def test_statistics_that_fail_where_the_tensors_live_come_from_numpy_with_one_wa
 
 def logged_and_true_gradient_norms(model, events, step, layer):
     """The logged gradient norm of `layer`'s kernel at `step`, and the eager one now."""
-    truth = {(r["layer"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows if r["kind"] == "gradient"}
+    truth = {(r["path"], r["name"]): r["norm"] for r in diagnose(model, X[:8], Y[:8]).rows if r["kind"] == "gradient"}
     return events.scalar(f"gradient_norm/{layer}/kernel", step), truth[layer, "kernel"]
 
 
@@ -130,7 +131,7 @@ def test_compiling_again_with_another_loss_is_seen_by_the_next_fit(tmp_path):
     model.fit(X, Y, batch_size=8, initial_epoch=2, epochs=5, verbose=0, callbacks=[callback])
     logged, true = logged_and_true_gradient_norms(model, read_events(tmp_path), 5, "out")
     mse = diagnose(model, X[:8], Y[:8], loss="mse").rows
-    stale = next(r["norm"] for r in mse if (r["kind"], r["layer"], r["name"]) == ("gradient", "out", "kernel"))
+    stale = next(r["norm"] for r in mse if (r["kind"], r["path"], r["name"]) == ("gradient", "out", "kernel"))
     assert abs(stale - true) > 0.1 * true  # the two losses' gradients differ, so the check can fail
     assert logged == pytest.approx(true, rel=1e-5)
 
@@ -169,7 +170,7 @@ def test_weights_without_a_gradient_leave_the_others_in_place():
     model = UnusedBranch()
     model(X[:8])
     model.compile(keras.optimizers.SGD(0.05), "mse")
-    entries = discover(model)
+    entries = discover(map_model(model))
     compiled = CompiledPass()
     outputs, trainable, grads, failure = [compiled(model, entries, X[:8], Y[:8], True, None) for _ in range(3)][-1]
     _, expected_trainable, expected, _ = forward_and_backward(model, entries, X[:8], Y[:8], True, None)

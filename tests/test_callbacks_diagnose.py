@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import kinit
-from callbacks import diagnose
-from callbacks.rows import ROW_KEYS
+from kinit.callbacks import diagnose
+from kinit.callbacks.rows import ROW_KEYS
 
 RNG = np.random.default_rng(4)
 X = RNG.normal(size=(32, 10)).astype("float32")
@@ -30,7 +30,7 @@ def classifier(compiled=True):
 def test_activation_std_per_layer_is_the_std_of_the_layer_output():
     model = classifier()
     report = diagnose(model, X)
-    stds = {r["layer"]: r["std"] for r in report.rows if r["kind"] == "activation"}
+    stds = {r["path"]: r["std"] for r in report.rows if r["kind"] == "activation"}
     kernel, bias = model.get_layer("dense").get_weights()
     hidden = np.tanh(X.astype(np.float64) @ kernel + bias)
     assert list(stds) == ["dense", "norm", "drop", "head"]
@@ -41,11 +41,11 @@ def test_activation_std_per_layer_is_the_std_of_the_layer_output():
 def test_rows_share_one_schema_and_cover_every_variable():
     report = diagnose(classifier(), X, Y)
     assert all(tuple(row) == ROW_KEYS for row in report.rows)
-    weights = {(r["layer"], r["name"]) for r in report.rows if r["kind"] == "weight"}
+    weights = {(r["path"], r["name"]) for r in report.rows if r["kind"] == "weight"}
     assert weights == {("dense", "kernel"), ("dense", "bias"), ("norm", "gamma"), ("norm", "beta"),
                        ("norm", "moving_mean"), ("norm", "moving_variance"),
                        ("head", "kernel"), ("head", "bias")}
-    gradients = {(r["layer"], r["name"]) for r in report.rows if r["kind"] == "gradient"}
+    gradients = {(r["path"], r["name"]) for r in report.rows if r["kind"] == "gradient"}
     assert gradients == weights - {("norm", "moving_mean"), ("norm", "moving_variance")}
 
 
@@ -71,7 +71,7 @@ def test_printing_gives_a_table_then_the_findings_then_the_notes():
                               keras.layers.Dense(2, kernel_initializer="zeros", name="head")])
     report = diagnose(model, X)
     lines = str(report).splitlines()
-    assert lines[0].split()[:4] == ["layer", "kind", "name", "shape"]
+    assert lines[0].split()[:4] == ["path", "kind", "name", "shape"]
     assert set(lines[1]) == {"-", " "}
     assert [line.split()[:3] for line in lines[2:8]] == [
         ["flat", "weight", "kernel"], ["flat", "weight", "bias"], ["head", "weight", "kernel"],
@@ -129,7 +129,7 @@ def test_a_sparse_layer_output_is_summarized_as_its_dense_values(tmp_path):
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     y = np.zeros((64, 1), "float32")
     dense = np.maximum(x[:8], 0).astype(np.float64)
-    row = next(r for r in diagnose(model, x[:8], y[:8]).rows if r["layer"] == "sparse")
+    row = next(r for r in diagnose(model, x[:8], y[:8]).rows if r["path"] == "sparse")
     assert row["zero_fraction"] == pytest.approx((dense == 0).mean(), abs=1e-12)
     assert row["std"] == pytest.approx(dense.std(), rel=1e-6)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (x[:8], y[:8]))])

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from callbacks import InitDiagnostics
+from kinit.callbacks import InitDiagnostics
 from tensorboard_events import read_events
 
 STEPS = (0, 1, 2)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import kinit
-from callbacks import InitDiagnostics, Thresholds, diagnose
-from callbacks.findings import find_problems
+from kinit.callbacks import InitDiagnostics, Thresholds, diagnose
+from kinit.callbacks.findings import find_problems
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(5)
@@ -33,7 +33,7 @@ def problems(findings, kind):
 
 def test_zeros_initialization_is_reported_symmetric_at_step_0(tmp_path, caplog):
     model = mlp(2, "tanh", kinit.Zeros())
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]))])
     text = read_events(tmp_path).values["findings"][0].item().decode()
     assert "symmetric units in 'hidden_0'" in text
@@ -99,7 +99,7 @@ def test_softmax_head_with_small_logits_is_not_vanishing():
         keras.layers.Dense(32, "relu", kernel_initializer=kinit.HeNormal(seed=0), name="hidden"),
         keras.layers.Dense(4, "softmax", kernel_initializer=kinit.RandomNormal(stddev=1e-3, seed=1), name="head"),
     ])
-    rows = {r["layer"]: r for r in diagnose(model, X).rows if r["kind"] == "activation"}
+    rows = {r["path"]: r for r in diagnose(model, X).rows if r["kind"] == "activation"}
     assert rows["head"]["signal"] < rows["hidden"]["signal"] / 100  # what used to be read as vanishing
     assert problems(diagnose(model, X).findings, "vanishing signal") == []
 
@@ -136,14 +136,14 @@ def test_symmetry_needs_identical_outgoing_weights_too():
 
 def test_a_kernel_is_paired_with_the_bias_beside_it():
     def row(name, std=0.0, **statistics):
-        return {"layer": "attention", "kind": "weight", "name": name, "std": std, "nan": 0, "inf": 0,
+        return {"path": "attention", "kind": "weight", "name": name, "std": std, "nan": 0, "inf": 0,
                 "identical_units": None, "identical_outgoing": None, **statistics}
 
     rows = [row("query/kernel", identical_units=True, identical_outgoing=True), row("query/bias", std=0.3),
             row("key/kernel", std=0.2), row("key/bias")]
     assert find_problems(rows, Thresholds()) == []
     rows[1]["std"] = 0.0
-    assert [f.layer for f in find_problems(rows, Thresholds())] == ["attention"]
+    assert [f.path for f in find_problems(rows, Thresholds())] == ["attention"]
 
 
 class HeadFirst(keras.Model):
@@ -183,7 +183,7 @@ def test_integer_outputs_are_no_reference_for_the_signal():
         keras.layers.Dense(4, "tanh", name="head"),
     ])
     report = diagnose(model, tokens)
-    lookup = next(r for r in report.rows if r["layer"] == "lookup")
+    lookup = next(r for r in report.rows if r["path"] == "lookup")
     assert lookup["dtype"].startswith("int") and lookup["signal"] > 100
     assert problems(report.findings, "vanishing signal") == []
     # A collapse after the embedding is still measured against it.
@@ -203,7 +203,7 @@ def test_activation_layers_and_partial_activations_are_recognized():
         keras.layers.Softmax(name="probabilities"),
     ])
     report = diagnose(model, X)
-    activations = {r["layer"]: r["activation"] for r in report.rows if r["kind"] == "activation"}
+    activations = {r["path"]: r["activation"] for r in report.rows if r["kind"] == "activation"}
     assert activations == {"leaky_dense": "leaky_relu", "leaky": "leaky_relu", "elu": "elu",
                            "logits": "linear", "probabilities": "softmax"}
     # 50 probabilities near 1/50 vary little: a Softmax layer is no signal either.
@@ -238,3 +238,31 @@ def test_gradients_growing_towards_the_input_explode():
     numbers = re.fullmatch(r"exploding gradients: gradient RMS is (\S+) at the last layer 'last' and "
                            r"(\S+) at the first layer 'first' \(up (\S+)x; threshold 100x\)", finding)
     assert [float(n) for n in numbers.groups()] == pytest.approx([last, first, first / last], rel=2e-3)
+
+
+class ZeroTower(keras.Model):
+    """A subclassed model: constant hidden kernels read through ``keras.ops.tanh``."""
+
+    def __init__(self):
+        super().__init__(name="tower")
+        self.head = keras.layers.Dense(2, kernel_initializer="ones", name="head")
+        self.hidden = keras.layers.Dense(8, kernel_initializer="ones", name="hidden")
+
+    def call(self, x):
+        return self.head(keras.ops.tanh(self.hidden(x)))
+
+
+def test_symmetric_units_are_found_in_a_subclassed_model_whose_wiring_is_traced():
+    model = ZeroTower()
+    model(X)
+    assert symmetric_layers(diagnose(model, X).findings) == ["hidden"]
+    # A product of the hidden units with something else tells them apart: no claim.
+
+    class Gated(ZeroTower):
+        def call(self, x):
+            h = self.hidden(x)
+            return self.head(h * keras.ops.arange(8, dtype="float32"))
+
+    gated = Gated()
+    gated(X)
+    assert symmetric_layers(diagnose(gated, X).findings) == []

@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from callbacks import InitDiagnostics, diagnose
-from callbacks.layers import discover
+from kinit.model_map import map_model
+from kinit.callbacks import InitDiagnostics, diagnose
+from kinit.callbacks.layers import discover
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(2)
@@ -41,7 +42,7 @@ def test_activations_are_listed_in_call_order():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, first(second(inputs)))
     rows = [r for r in diagnose(model, X).rows if r["kind"] == "activation"]
-    assert [r["layer"] for r in rows] == ["block_b/dense", "block_b/proj", "block_a/dense", "block_a/proj"]
+    assert [r["path"] for r in rows] == ["block_b/dense", "block_b/proj", "block_a/dense", "block_a/proj"]
 
 
 class TwoTowers(keras.Model):
@@ -59,41 +60,75 @@ class TwoTowers(keras.Model):
 
 
 @pytest.mark.filterwarnings("ignore:`build\\(\\)` was called")
-def test_subclassed_model_logs_what_it_can_and_says_once_what_it_skips(tmp_path, caplog):
+def test_a_subclassed_model_is_traced_so_every_layer_is_logged_and_nothing_is_guessed(tmp_path, caplog):
     model = TwoTowers()
     model.compile("sgd", "mse")
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         model.fit(X, Y, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X, Y))])
     histograms = read_events(tmp_path).tags("histograms")
     for path in ("proj", "proj_2", "head"):
         assert {f"weights/{path}/kernel", f"gradients/{path}/kernel", f"activations/{path}/output"} <= histograms
     assert not any("spare" in tag for tag in histograms)  # never built, never called
-    notes = [r.getMessage() for r in caplog.records if "defines its own call()" in r.getMessage()]
-    assert len(notes) == 1 and "'towers'" in notes[0]
-    skipped = [r.getMessage() for r in caplog.records if "did not run through" in r.getMessage()]
-    assert len(skipped) == 1 and skipped[0].endswith(": spare.")
+    # Its call is traced (the tanh and the product between the layers are seen): nothing to say.
+    assert not [r for r in caplog.records if "not traced" in r.getMessage() or "did not run" in r.getMessage()]
+
+
+class Untraceable(keras.Model):
+    """A call that decides on a tensor's value: it cannot run on symbolic inputs."""
+
+    def __init__(self):
+        super().__init__(name="untraceable")
+        self.first = keras.layers.Dense(4, name="first")
+        self.second = keras.layers.Dense(1, name="second")
+
+    def call(self, x):
+        h = self.first(x)
+        if float(keras.ops.convert_to_numpy(keras.ops.max(h))) > 1e9:
+            h = h * 0.0
+        return self.second(h)
+
+
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called")
+def test_a_model_that_cannot_be_traced_is_logged_in_run_order_and_says_so_once(tmp_path, caplog):
+    model = Untraceable()
+    model(X)
+    model.compile("sgd", "mse", run_eagerly=True)
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
+        model.fit(X, Y, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X, Y))])
+    histograms = read_events(tmp_path).tags("histograms")
+    assert {"activations/first/output", "activations/second/output", "gradients/first/kernel"} <= histograms
+    notes = [r.getMessage() for r in caplog.records if "could not be called on symbolic inputs" in r.getMessage()]
+    assert len(notes) == 1 and "'untraceable'" in notes[0]
 
 
 def test_capture_leaves_the_layers_as_they_were():
     model = keras.Sequential([keras.Input((8,)), block("block_a"), keras.layers.Dense(2, name="head")])
     before = model.predict(X, verbose=0)
     diagnose(model, X)
-    assert all("call" not in entry.layer.__dict__ for entry in discover(model))
+    assert all("call" not in entry.layer.__dict__ for entry in discover(map_model(model)))
     np.testing.assert_array_equal(model.predict(X, verbose=0), before)
 
 
-def test_variables_of_composite_layers_are_named_below_the_layer():
+def test_sublayers_of_composite_layers_are_entries_and_wrapped_variables_are_named_below():
     inputs = keras.Input((5, 8))
     attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
     model = keras.Model(inputs, attention(inputs, inputs))
-    (entry,) = discover(model)
-    assert entry.path == "attention"
-    assert [name for name, _ in entry.weights][:4] == ["query/kernel", "query/bias", "key/kernel", "key/bias"]
+    entries = discover(map_model(model))
+    # MultiHeadAttention is traced through: one entry per projection, in the order they ran.
+    assert [e.path for e in entries] == ["attention/query", "attention/key", "attention/value",
+                                         "attention/attention_output"]
+    assert [name for name, _ in entries[0].weights] == ["kernel", "bias"]
+    sequence = keras.Input((3, 8))
+    model = keras.Model(sequence, keras.layers.Bidirectional(keras.layers.LSTM(2), name="bidi")(sequence))
+    (entry,) = discover(map_model(model))  # a wrapper's inner layers run inside it: one entry
+    assert [name for name, _ in entry.weights][:3] == ["forward_lstm/lstm_cell/kernel",
+                                                       "forward_lstm/lstm_cell/recurrent_kernel",
+                                                       "forward_lstm/lstm_cell/bias"]
 
 
 def test_layer_filter_is_a_regex_on_paths():
     model = keras.Sequential([keras.Input((8,)), block("block_a"), keras.layers.Dense(2, name="head")])
-    assert [e.path for e in discover(model, layer_filter=r"block_a/")] == ["block_a/dense", "block_a/proj"]
+    assert [e.path for e in discover(map_model(model), layer_filter=r"block_a/")] == ["block_a/dense", "block_a/proj"]
 
 
 class ThreeProjections(keras.Model):
@@ -123,15 +158,15 @@ class Scales(keras.layers.Layer):
 def test_suffixes_never_collide_with_a_sibling_name():
     model = ThreeProjections()
     model(X)
-    paths = [e.path for e in discover(model) if e.layer is not model]
+    paths = [e.path for e in discover(map_model(model)) if e.layer is not model]
     assert paths == ["proj", "proj_3", "proj_2"]
-    assert [e.layer for e in discover(model)][:3] == [model.first, model.second, model.third]
+    assert [e.layer for e in discover(map_model(model))][:3] == [model.first, model.second, model.third]
 
 
 def test_variable_suffixes_never_collide_with_a_sibling_variable_name():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, Scales(name="scales")(inputs))
-    (entry,) = discover(model)
+    (entry,) = discover(map_model(model))
     assert [name for name, _ in entry.weights] == ["w", "w_3", "w_2"]
 
 
@@ -141,7 +176,7 @@ def test_tensors_of_one_call_are_told_apart_from_calls():
                                                    name="lstm")(inputs)
     shared = keras.layers.Dense(2, name="shared")
     model = keras.Model(inputs, [shared(sequence), shared(state_h), state_c])
-    names = [(r["layer"], r["name"]) for r in diagnose(model, X[:, None, :].repeat(3, axis=1)).rows
+    names = [(r["path"], r["name"]) for r in diagnose(model, X[:, None, :].repeat(3, axis=1)).rows
              if r["kind"] == "activation"]
     assert names == [("lstm", "output/0"), ("lstm", "output/1"), ("lstm", "output/2"),
                      ("shared", "output"), ("shared", "output_1")]

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from callbacks import InitDiagnostics
-import callbacks.writer
+from kinit.callbacks import InitDiagnostics
+import kinit.callbacks.writer
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(9)
@@ -51,7 +51,7 @@ def test_divergent_training_finishes_and_logs_nan_counts(tmp_path, caplog):
 def test_unwritable_log_dir_is_reported_at_train_begin_and_training_goes_on(tmp_path, caplog):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = dead_regression().fit(X, Y, epochs=2, verbose=0,
                                         callbacks=[InitDiagnostics(blocker / "logs", PROBE)])
     assert len(history.history["loss"]) == 2
@@ -65,8 +65,8 @@ def test_a_failing_write_warns_once_per_kind_and_training_goes_on(tmp_path, capl
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(callbacks.writer, "histogram_buckets", broken)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    monkeypatch.setattr(kinit.callbacks.writer, "histogram_buckets", broken)
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression().fit(X, Y, epochs=3, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
     assert len(history.history["loss"]) == 3
     failures = warnings_of(caplog, "disk on fire")
@@ -125,9 +125,9 @@ def test_every_log_is_written_beside_keras_tensorboard_with_update_freq(tmp_path
 
 
 def test_a_summary_tensorflow_declines_to_write_is_a_warning(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(callbacks.writer.tf.summary.experimental, "write_raw_pb",
+    monkeypatch.setattr(kinit.callbacks.writer.tf.summary.experimental, "write_raw_pb",
                         lambda *args, **kwargs: False)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression().fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, PROBE)])
     assert len(history.history["loss"]) == 1
     failures = warnings_of(caplog, "logging the event file failed")
@@ -146,7 +146,7 @@ def test_failing_gradients_leave_weights_and_activations_logged(tmp_path, caplog
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, "softmax", name="head")])
     model.compile("sgd", "sparse_categorical_crossentropy")
     one_hot = np.eye(3, dtype="float32")[labels[:8]]  # the wrong target format for this loss
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         model.fit(X, labels, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], one_hot))])
     histograms = read_events(tmp_path).values
     for tag in ("weights/head/kernel", "activations/head/output"):
@@ -171,7 +171,7 @@ class Revive(keras.callbacks.Callback):
 
 
 def test_findings_that_go_away_are_said_to_be_gone(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         dead_regression().fit(X, Y, epochs=2, verbose=0,
                               callbacks=[Revive(), InitDiagnostics(tmp_path, PROBE)])
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("InitDiagnostics step")]
@@ -179,3 +179,55 @@ def test_findings_that_go_away_are_said_to_be_gone(tmp_path, caplog):
     assert steps[1] == "InitDiagnostics step 1: the earlier problems are gone."
     findings = read_events(tmp_path).values["findings"]
     assert sorted(findings) == [0, 1] and findings[1].item() == b"No problems found at step 1."
+
+
+def test_a_probe_of_the_wrong_shape_is_one_plain_line_and_the_weights_are_still_logged(tmp_path, caplog):
+    model = regression()
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
+        model.fit(X, Y, epochs=2, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8, :5], Y[:8]))])
+    (message,) = warnings_of(caplog, "probe_data")
+    assert "\n" not in message and "\x1b" not in message
+    assert "(None, 6)" in message and "(8, 5)" in message
+    events = read_events(tmp_path)
+    assert not events.tags("histograms") - {t for t in events.tags("histograms") if t.startswith("weights/")}
+    assert set(events.values["weights/hidden/kernel"]) == {0, 1, 2}
+
+
+def test_a_dataset_probe_gives_its_first_examples(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    dataset = tf.data.Dataset.from_tensor_slices((X, Y)).batch(5)
+    callback = InitDiagnostics(tmp_path, dataset.take(2))
+    assert callback.x.shape == (10, 6) and callback.y.shape == (10, 1)
+    np.testing.assert_array_equal(callback.x, X[:10])
+    regression().fit(X, Y, epochs=1, verbose=0, callbacks=[callback])
+    assert "gradients/hidden/kernel" in read_events(tmp_path).tags("histograms")
+
+
+def test_a_tuple_is_x_y_as_in_fit_and_the_warning_says_so_for_two_inputs(tmp_path, caplog):
+    first, second = keras.Input((6,)), keras.Input((6,))
+    model = keras.Model([first, second], keras.layers.Dense(1, name="out")(keras.layers.Add()([first, second])))
+    model.compile("sgd", "mse")
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
+        model.fit([X, X], Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(tmp_path, (X[:8], X[:8]))])
+    (message,) = warnings_of(caplog, "probe_data")
+    assert "read as (x, y)" in message and "list or a dict" in message
+
+
+def test_sample_weights_of_the_probe_weight_the_gradients(tmp_path):
+    def gradient_norm(probe, log_dir):
+        model = regression()
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[InitDiagnostics(log_dir, probe, freq=5)])
+        return read_events(log_dir).scalar("gradient_norm/hidden/kernel", 0)
+
+    plain = gradient_norm(PROBE, tmp_path / "plain")
+    doubled = gradient_norm((X[:8], Y[:8], np.full(8, 2.0, "float32")), tmp_path / "doubled")
+    assert doubled == pytest.approx(2 * plain, rel=1e-5)
+
+
+def test_a_second_fit_continues_the_steps_of_the_run(tmp_path):
+    model = regression()
+    callback = InitDiagnostics(tmp_path, PROBE)
+    model.fit(X, Y, epochs=2, verbose=0, callbacks=[callback])
+    model.fit(X, Y, epochs=2, verbose=0, callbacks=[callback])
+    model.fit(X, Y, epochs=6, initial_epoch=4, verbose=0, callbacks=[callback])
+    assert sorted(read_events(tmp_path).values["weights/hidden/kernel"]) == [0, 1, 2, 3, 4, 5, 6]

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-import callbacks.rows
-import callbacks.spectra
-from callbacks import InitDiagnostics, diagnose
-from callbacks.spectra import (MIN_EIGENVALUES, MIN_TAIL, eigenvalues, kernel_matrix, power_law_fit,
-                               spectral_statistics)
+import kinit.callbacks.rows
+import kinit.callbacks.spectra
+from kinit.callbacks import InitDiagnostics, diagnose
+from kinit.callbacks.spectra import (MIN_EIGENVALUES, MIN_TAIL, eigenvalues, kernel_matrix, power_law_fit,
+                                     spectral_statistics)
 from tensorboard_events import read_events
 
 SPECTRA_TAGS = ("weight_spectral_norm", "weight_stable_rank", "weight_alpha")
@@ -102,14 +102,14 @@ def test_the_fit_recovers_pareto_exponents_from_a_few_thousand_eigenvalues(alpha
 
 def test_the_fit_is_the_mle_at_the_x_min_of_smallest_ks_distance(monkeypatch):
     # Against a plain loop over every candidate x_min; a small block exercises the blocked scan.
-    monkeypatch.setattr(callbacks.spectra, "_BLOCK", 1000)
+    monkeypatch.setattr(kinit.callbacks.spectra, "_BLOCK", 1000)
     rng = np.random.default_rng(8)
     values = np.concatenate([rng.uniform(1, 2, 150), pareto(150, 2.5, rng) * 2, [3.0, 3.0, 3.0]])
     x = np.sort(values)
     best = None
     for x_min in np.unique(x):
         tail = x[x >= x_min]
-        if tail.size < MIN_TAIL or math.log(tail[-1] / x_min) <= callbacks.spectra.MIN_SPREAD:
+        if tail.size < MIN_TAIL or math.log(tail[-1] / x_min) <= kinit.callbacks.spectra.MIN_SPREAD:
             continue
         alpha = 1 + tail.size / np.sum(np.log(tail / x_min))
         below = np.searchsorted(tail, tail, side="left") / tail.size  # fraction strictly below
@@ -151,7 +151,7 @@ def test_kernels_are_read_as_inputs_of_a_unit_by_units():
 
 
 def test_tensorflow_gives_the_eigenvalues_numpy_gives():
-    from callbacks.tensor_spectra import eigenvalues as tensor_eigenvalues
+    from kinit.callbacks.tensor_spectra import eigenvalues as tensor_eigenvalues
 
     rng = np.random.default_rng(9)
     for shape in [(300, 40), (40, 300), (64, 64)]:
@@ -231,7 +231,7 @@ def test_the_flag_is_checked(value):
 
 
 def test_diverging_kernels_give_no_spectra_and_training_goes_on(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression(learning_rate=1e6).fit(
             X, Y, batch_size=16, epochs=3, verbose=0,
             callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]), spectra=True)])
@@ -247,8 +247,8 @@ def test_a_failing_spectrum_warns_once_and_keeps_the_rest_of_the_row(tmp_path, c
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("Eigenvalues did not converge")
 
-    monkeypatch.setattr(callbacks.rows, "spectral_statistics", broken)
-    with caplog.at_level(logging.WARNING, logger="callbacks"):
+    monkeypatch.setattr(kinit.callbacks.rows, "spectral_statistics", broken)
+    with caplog.at_level(logging.WARNING, logger="kinit.callbacks"):
         history = regression().fit(X, Y, epochs=2, verbose=0,
                                    callbacks=[InitDiagnostics(tmp_path, (X[:16], Y[:16]), spectra=True)])
     assert len(history.history["loss"]) == 2
@@ -266,7 +266,7 @@ def test_diagnose_gives_the_numbers_of_kernels_only_and_shows_them():
     for row in report.rows:
         numbers = {key: row[key] for key in ("spectral_norm", "stable_rank", "alpha")}
         if row["kind"] == "weight" and row["name"] == "kernel":
-            expected = spectral_statistics(model.get_layer(row["layer"]).kernel.numpy())
+            expected = spectral_statistics(model.get_layer(row["path"]).kernel.numpy())
             assert {key for key, value in numbers.items() if value is None} == {
                 key for key, value in expected.items() if value is None}
             assert {key: value for key, value in numbers.items() if value is not None} == pytest.approx(
@@ -277,7 +277,7 @@ def test_diagnose_gives_the_numbers_of_kernels_only_and_shows_them():
     lines = str(report).splitlines()
     assert lines[0].split()[-3:] == ["sigma_max", "stable_rank", "alpha"]
     hidden_kernel = next(line.split() for line in lines[2:] if line.split()[:3] == ["hidden", "weight", "kernel"])
-    row = next(r for r in report.rows if (r["layer"], r["name"], r["kind"]) == ("hidden", "kernel", "weight"))
+    row = next(r for r in report.rows if (r["path"], r["name"], r["kind"]) == ("hidden", "kernel", "weight"))
     assert hidden_kernel[-3:] == [format(row[key], ".3g") for key in ("spectral_norm", "stable_rank", "alpha")]
     plain = diagnose(model, X[:16])
     assert "sigma_max" not in str(plain)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from callbacks.statistics import (
+from kinit.callbacks.statistics import (
     activation_summary,
     combined_rms,
     identical_units,

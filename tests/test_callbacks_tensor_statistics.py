@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from callbacks.statistics import activation_summary, summarize
-from callbacks.tensor_statistics import tensor_summaries
-import callbacks.traced as traced
-from callbacks.traced import CHUNK
-from callbacks.writer import histogram_buckets
+from kinit.callbacks.statistics import activation_summary, summarize
+from kinit.callbacks.tensor_statistics import summarize_tensors
+import kinit.callbacks.traced as traced
+from kinit.callbacks.traced import CHUNK
+from kinit.callbacks.writer import histogram_buckets
 
 RNG = np.random.default_rng(5)
 
@@ -50,7 +50,7 @@ CASES = {
 
 
 def test_every_statistic_equals_the_numpy_definition():
-    got = tensor_summaries(list(CASES.values()))
+    got = summarize_tensors(list(CASES.values()))
     for (name, case), summary in zip(CASES.items(), got):
         assert summary is not None, name
         assert_same_numbers(summary, numpy_reference(*case))
@@ -62,7 +62,7 @@ def test_tensors_numpy_must_summarize_are_left_to_it():
     with_inf = RNG.normal(size=(8, 3)).astype("float32")
     with_inf[0, 0] = -np.inf
     healthy = RNG.normal(size=(8, 3)).astype("float32")
-    got = tensor_summaries([(with_nan, True, "relu"), (np.zeros((0, 3), "float32"), False, None),
+    got = summarize_tensors([(with_nan, True, "relu"), (np.zeros((0, 3), "float32"), False, None),
                             (np.array(["a", "b"]), False, None), (with_inf, False, None), (healthy, False, None)])
     assert got[:4] == [None] * 4
     assert_same_numbers(got[4], summarize(healthy))
@@ -78,17 +78,17 @@ def test_a_list_of_tensors_is_binned_as_each_alone():
 def test_subnormal_values_are_left_to_numpy():
     # TensorFlow's CPU kernels take them for zero; NumPy counts them as they are.
     values = np.array([1e-40, -2e-40, 3e-40, 0.0], "float32")
-    assert tensor_summaries([(values, False, None), (values.astype("float64") * 1e-270, False, None)]) == [None, None]
+    assert summarize_tensors([(values, False, None), (values.astype("float64") * 1e-270, False, None)]) == [None, None]
     assert summarize(values)["zero_fraction"] == 0.25
     normal = np.array([1e-37, 0.0], "float32")  # the smallest normal float32 is 1.2e-38
-    assert_same_numbers(tensor_summaries([(normal, False, None)])[0], summarize(normal))
+    assert_same_numbers(summarize_tensors([(normal, False, None)])[0], summarize(normal))
 
 
 def test_sparse_tensors_are_left_to_numpy():
     import tensorflow as tf
 
     sparse = tf.sparse.from_dense(np.array([[0.0, 2.0], [1.0, 0.0]], "float32"))
-    assert tensor_summaries([(sparse, True, None)]) == [None]
+    assert summarize_tensors([(sparse, True, None)]) == [None]
 
 
 def test_binning_between_given_extremes_equals_numpy():

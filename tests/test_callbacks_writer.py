@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from callbacks.writer import CHUNK, SummaryWriter, histogram_buckets, histogram_value, scalar_value, text_value
+from kinit.callbacks.writer import CHUNK, SummaryWriter, histogram_buckets, histogram_value, scalar_value, text_value
 from tensorboard_events import read_events
 
 RNG = np.random.default_rng(3)

@@ -76,18 +76,25 @@ def test_loader_searches_places_in_order(tmp_path):
     assert loaded.source == str(tmp_path / "second")
 
 
-def test_loader_default_order_is_keras_cache_then_debian_then_download(tmp_path, monkeypatch):
+def test_loader_default_order_is_keras_cache_then_debian_then_apt_get_then_download(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(data_module, "DEBIAN_DIR", tmp_path / "debian")
-    downloads = []
+    calls = []
+
+    def apt_install():
+        calls.append("apt-get")
+        raise data_module.RouteUnavailable("no apt-get on this machine")
+
+    monkeypatch.setattr(data_module, "apt_install", apt_install)
     monkeypatch.setattr(data_module, "keras_download",
-                        lambda: downloads.append(1) or data_module.FashionMnist(*[None] * 4, "download"))
-    assert data_module.load_fashion_mnist().source == "download" and len(downloads) == 1
+                        lambda: calls.append("download") or data_module.FashionMnist(*[None] * 4, "download"))
+    assert data_module.load_fashion_mnist().source == "download"
+    assert calls == ["apt-get", "download"]
     write_dataset(tmp_path / "debian")
     assert data_module.load_fashion_mnist().source == str(tmp_path / "debian")
     write_dataset(tmp_path / "keras" / "datasets" / "fashion-mnist")
     assert data_module.load_fashion_mnist().source == str(tmp_path / "keras" / "datasets" / "fashion-mnist")
-    assert len(downloads) == 1
+    assert calls == ["apt-get", "download"]
 
 
 def cut_gzip_stream(path: Path) -> None:
@@ -122,8 +129,45 @@ def test_loader_rejects_a_wrong_magic_number(tmp_path):
 def test_loader_rejects_images_and_labels_that_do_not_match(tmp_path):
     write_dataset(tmp_path)
     idx_gz(tmp_path / data_module.FILES["y_test"], np.zeros(3))
-    with pytest.raises(data_module.IdxFormatError, match="the test split has images of shape"):
+    with pytest.raises(data_module.IdxFormatError,
+                       match=r"the test split has 20 images \(.*t10k-images.*\) but 3 labels"):
         data_module.load_fashion_mnist(data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_loader_rejects_labels_outside_0_to_9(tmp_path, split):
+    arrays = write_dataset(tmp_path)
+    labels = arrays[f"y_{split}"].copy()
+    labels[[3, 7]] = [200, 10]
+    labels_file = tmp_path / data_module.FILES[f"y_{split}"]
+    idx_gz(labels_file, labels)
+    with pytest.raises(data_module.IdxFormatError) as error:
+        data_module.load_fashion_mnist(data_dir=tmp_path)
+    assert str(error.value).startswith(f"{labels_file}: 2 label(s) outside 0-9, the first 200 at index 3")
+
+
+def test_keras_download_is_checked_like_the_files(monkeypatch):
+    import keras
+
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 2, 200], np.uint8)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data",
+                        lambda: ((images, labels), (images, labels[:3])))
+    with pytest.raises(data_module.IdxFormatError, match="Keras's download .*label.*200 at index 3"):
+        data_module.keras_download()
+
+
+def test_a_directory_where_a_file_should_be_is_named_as_such(tmp_path):
+    write_dataset(tmp_path / "data")
+    labels_file = tmp_path / "data" / data_module.FILES["y_train"]
+    labels_file.unlink()
+    labels_file.mkdir()
+    with pytest.raises(data_module.DataNotFoundError) as error:
+        data_module.load_fashion_mnist(data_dir=tmp_path / "data")
+    assert "train-labels-idx1-ubyte.gz is a directory, not a file" in str(error.value)
+    assert "lacks" not in str(error.value)
+    with pytest.raises(data_module.DataNotFoundError) as error:
+        data_module.load_fashion_mnist(search_dirs=[tmp_path / "data"], download=False)
+    assert f"{tmp_path / 'data'} (train-labels-idx1-ubyte.gz is a directory, not a file)" in str(error.value)
 
 
 def test_loader_lists_every_place_searched_when_nothing_is_found(tmp_path):

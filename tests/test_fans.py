@@ -86,6 +86,40 @@ def test_an_initializer_with_an_equation_layout_gets_the_he_variance():
     assert abs(kernel.var() - expected) < 5 * expected * math.sqrt(2 / kernel.size)
 
 
+def test_handed_over_axes_decide_the_fans():
+    # Keras's test_compute_fans_with_axes: the query and output projections.
+    assert kinit.compute_fans((512, 8, 64), input_axes=[0], output_axes=[1, 2]) == (512, 512)
+    assert kinit.compute_fans((512, 8, 64), input_axes=[0, 1], output_axes=[2]) == (512 * 8, 64)
+
+
+def test_handed_over_axes_take_precedence_over_the_layout():
+    # MultiHeadAttention's output kernel (heads, key_dim, width) = (8, 16, 32).
+    assert kinit.compute_fans((8, 16, 32), "standard", [0, 1], [2]) == (128, 32)
+    assert kinit.compute_fans((8, 16, 32), "transposed", [0, 1], [2]) == (128, 32)
+    # The query projection's equation, given for every projection, gives way too.
+    assert kinit.compute_fans((8, 16, 32), "abc,cde->abde", [0, 1], [2]) == (128, 32)
+
+
+def test_an_equation_naming_the_handed_axes_also_knows_the_shared_ones():
+    # "abc,bcd->abd": Keras hands b over as an output axis; the equation knows
+    # that b is in the input too (one kernel slice per b), so fan_out is d alone.
+    assert kinit.compute_fans((5, 6, 7), input_axes=[1], output_axes=[0, 2]) == (6, 35)
+    assert kinit.compute_fans((5, 6, 7), "abc,bcd->abd", [1], [0, 2]) == (6, 7)
+    init = kinit.HeNormal(mode="fan_out", distribution="normal", kernel_layout="abc,bcd->abd", seed=0)
+    layer = keras.layers.EinsumDense("abc,bcd->abd", (5, 7), kernel_initializer=init)
+    layer.build((None, 5, 60))
+    kernel = keras.ops.convert_to_numpy(layer.kernel).ravel()
+    expected = 2 / 7
+    assert abs(kernel.var() - expected) < 5 * expected * math.sqrt(2 / kernel.size)
+
+
+def test_axes_beyond_the_kernel_are_named():
+    with pytest.raises(ValueError, match=r"output_axes=\[2\].*shape \(3, 4\)"):
+        kinit.compute_fans((3, 4), input_axes=[0], output_axes=[2])
+    with pytest.raises(ValueError, match=r"given together"):
+        kinit.compute_fans((3, 4), input_axes=[0])
+
+
 def test_an_equation_that_does_not_fit_the_kernel_is_named():
     with pytest.raises(ValueError, match=r"'ab,bc->ac'.*2 axes.*\(3, 4, 5\)"):
         kinit.compute_fans((3, 4, 5), "ab,bc->ac")

@@ -1,6 +1,8 @@
 """kinit.lsuv: targets reached on unseen data, robustness, and the model afterwards."""
 
+import logging
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -137,7 +139,7 @@ def test_dead_and_non_finite_layers_are_reported_and_skipped():
 
 def test_wrong_input_shape_names_the_expected_shape():
     model = keras.Sequential([keras.Input((64,)), layers.Dense(8)])
-    with pytest.raises(ValueError, match=r"expects shape \(None, 64\).*received x of shape \(10, 32\)"):
+    with pytest.raises(ValueError, match=r"of shape \(None, 64\).*argument `x` holds an array of shape \(10, 32\)"):
         kinit.lsuv(model, np.zeros((10, 32), "float32"))
     with pytest.raises(ValueError, match="tol"):
         kinit.lsuv(model, np.zeros((10, 64), "float32"), tol=0.0)
@@ -209,7 +211,7 @@ def test_a_subclassed_model_is_calibrated_in_the_order_its_layers_run():
     check_targets_on_new_batch([model.first, model.last], report, x_fit, x_new)
     # A wrong shape is refused before any kernel is touched.
     kernel = model.first.kernel.numpy()
-    with pytest.raises(ValueError, match=r"built for inputs of shape \(1, 16\) \(any batch size\); received x of shape \(256, 8\)"):
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(1, 16\) \(any batch size\); argument `x` holds shape \(256, 8\)"):
         kinit.lsuv(model, x_fit[:, :8])
     np.testing.assert_array_equal(model.first.kernel.numpy(), kernel)
 
@@ -225,3 +227,26 @@ def test_a_calibrated_model_still_trains():
     losses = model.fit(x, y, epochs=8, batch_size=64, verbose=0).history["loss"]
     assert losses[-1] < losses[0]
 
+
+
+def test_lsuv_causes_no_warnings_on_composite_and_wrapped_models(caplog):
+    sequence = keras.Input((6, 8))
+    wrapped = keras.Model(sequence, layers.TimeDistributed(layers.Dense(8, name="dense"), name="each")(sequence))
+    attention = keras.Model(sequence, layers.MultiHeadAttention(2, 4, name="mha")(sequence, sequence))
+    x = np.random.default_rng(0).normal(size=(64, 6, 8)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        for model in (wrapped, attention, wrapped, attention):  # several models, one process
+            assert kinit.lsuv(model, [x], seed=0).converged  # a one-element list for one input
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_lsuv_reads_a_dataset_and_a_tuple_as_fit_does():
+    tf = pytest.importorskip("tensorflow")
+    model = keras.Sequential([keras.Input((8,)), layers.Dense(16, activation="relu"), layers.Dense(4)])
+    x = np.random.default_rng(1).normal(size=(96, 8)).astype("float32")
+    y = np.zeros((96, 4), "float32")
+    assert kinit.lsuv(model, (x, y), seed=0).converged  # a tuple is (x, y)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert kinit.lsuv(model, dataset, seed=0).converged

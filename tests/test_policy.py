@@ -194,7 +194,7 @@ class SkipLSTM(layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.rnn = layers.LSTM(64)
+        self.rnn = layers.LSTM(64, name="lstm")
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
@@ -295,7 +295,7 @@ def test_a_policy_can_be_one_scheme_or_a_map_with_auto_as_fallback():
     np.testing.assert_array_equal(value(model, "second/bias"), 0.5)
     assert_moments(value(model, "first/kernel"), 2 / 32, UNIFORM_KURTOSIS)
 
-    with pytest.raises(ValueError, match="unknown initializer name 'no_such_scheme'"):
+    with pytest.raises(ValueError, match="unknown policy or initializer name 'no_such_scheme'"):
         kinit.initialize(model, "no_such_scheme")
 
 
@@ -304,7 +304,7 @@ def test_policy_names_are_explicit_where_snake_case_misleads():
     report = kinit.initialize(model, "zero_init")
     assert isinstance(report[0].initializer, kinit.ZerO)
     # The automatic snake_case of "ZerO" is no name; the error lists every valid one.
-    with pytest.raises(ValueError, match=r"unknown initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
+    with pytest.raises(ValueError, match=r"unknown policy or initializer name 'zer_o'.*'zero_init'.*'zeros'") as error:
         kinit.initialize(model, "zer_o")
     assert all(repr(name) in str(error.value) for name in ("he_normal", "xavier_uniform", "delta_orthogonal"))
     with pytest.raises(ValueError, match="keys of a `policy` dict"):
@@ -420,3 +420,32 @@ def test_sums_and_concatenations_are_looked_through_to_the_nonlinearity_after_th
     assert "linear" in rows[("averaged", "kernel")].reason
     assert rows[("sub", "kernel")].scheme.startswith("Glorot") and "Dense" in rows[("sub", "kernel")].reason
     assert_moments(value(model, "branch/kernel"), 2 / (3 * 3 * 16), NORMAL_KURTOSIS)
+
+
+def test_a_policy_key_that_is_no_regular_expression_is_a_value_error_naming_it():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide")])
+    with pytest.raises(ValueError, match=r"initialize: the `policy` key '\(' is not a valid regular expression"):
+        kinit.initialize(model, {"(": "he_normal"})
+
+
+def test_a_policy_key_that_matches_nothing_lists_the_layers_unless_not_strict():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(8, name="wide"), layers.ReLU(name="act")])
+    fill(model)
+    for key in ("wdie", layers.Conv2D):  # a typo; a layer type the model lacks
+        with pytest.raises(ValueError, match=r"match no layer or weight.*wide \(Dense\), act \(ReLU\).*strict=False"):
+            kinit.initialize(model, {key: "he_normal"})
+        np.testing.assert_array_equal(value(model, "wide/kernel"), 3.0)  # nothing was assigned
+    report = kinit.initialize(model, {"wdie": "he_normal"}, strict=False)
+    assert rows_by_weight(report)[("wide", "kernel")].scheme.startswith("He normal")
+    # A key naming a layer without weights, or a weight path, is a match.
+    kinit.initialize(model, {"act": None, r"wide/bias": kinit.Constant(0.5)})
+    np.testing.assert_array_equal(value(model, "wide/bias"), 0.5)
+
+
+def test_a_keras_initializer_as_policy_gets_the_einsum_axes_as_keras_hands_them_over():
+    inputs = keras.Input((5, 32))
+    model = keras.Model(inputs, layers.MultiHeadAttention(8, 16, name="mha")(inputs, inputs))
+    kinit.initialize(model, keras.initializers.GlorotUniform(seed=0))
+    # query (32, 8, 16) of "abc,cde->abde": fan_in 32, fan_out 8 · 16 (Keras counts d, e).
+    assert_moments(value(model, "mha/query/kernel"), 2 / (32 + 128), UNIFORM_KURTOSIS)
+    assert_moments(value(model, "mha/attention_output/kernel"), 2 / (128 + 32), UNIFORM_KURTOSIS)

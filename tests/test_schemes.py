@@ -6,7 +6,9 @@ under KERAS_BACKEND=jax and KERAS_BACKEND=torch.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import keras
 import numpy as np
@@ -184,6 +186,47 @@ def test_constant_fills_integer_dtypes():
     assert values.dtype == np.int32 and values.tolist() == [3, 3, 3, 3]
 
 
+@pytest.mark.parametrize(
+    "value,shape",
+    [
+        ([1.0, -2.0, 0.5], (4, 3)),           # one value per unit, every row alike
+        ([[1.0], [2.0]], (2, 5)),             # one value per input, every column alike
+        (np.arange(6.0).reshape(2, 3), (2, 3)),
+        (np.float32([0.25]), (3, 3, 2)),
+        ([[1, 2]], (3, 2, 2)),
+    ],
+)
+def test_constant_array_is_broadcast_to_the_shape(value, shape):
+    values = keras.ops.convert_to_numpy(kinit.Constant(value)(shape))
+    np.testing.assert_array_equal(values, np.broadcast_to(np.asarray(value, dtype="float32"), shape))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float64", "int32", "bool"])
+def test_constant_array_fills_every_dtype(dtype):
+    values = kinit.Constant([[0.0], [2.0]])((2, 3), dtype=dtype)
+    assert keras.backend.standardize_dtype(values.dtype) == dtype
+    expected = keras.ops.cast(np.array([[0.0] * 3, [2.0] * 3]), dtype)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(values), keras.ops.convert_to_numpy(expected))
+
+
+def test_constant_array_config_is_a_plain_nested_list():
+    initializer = kinit.Constant(np.array([[0.5, -1.0]], dtype="float32"))
+    config = initializer.get_config()
+    assert config == {"value": [[0.5, -1.0]]}
+    rebuilt = kinit.Constant.from_config(json.loads(json.dumps(config)))
+    np.testing.assert_array_equal(as_numpy(rebuilt((3, 2))), as_numpy(initializer((3, 2))))
+
+
+@pytest.mark.parametrize(
+    "value,shape",
+    [([1.0, 2.0], (3, 4)), ([[1.0, 2.0]], (2,)), ([1.0, 2.0, 3.0], (3, 1))],
+)
+def test_constant_array_that_cannot_broadcast_is_named(value, shape):
+    value_shape = re.escape(str(np.asarray(value).shape))
+    with pytest.raises(ValueError, match=rf"Constant: cannot fill .*{re.escape(str(shape))}.*{value_shape}.*broadcast"):
+        kinit.Constant(value)(shape)
+
+
 ALL_FLOAT_SCHEMES = [case[0] for case in CASES.values()] + [kinit.Zeros(), kinit.Ones(), kinit.Constant(0.5)]
 
 
@@ -226,11 +269,11 @@ def test_bad_shape_is_named(shape):
         kinit.GlorotUniform()(shape)
 
 
-def test_successive_calls_differ_and_restart_from_config():
+def test_successive_calls_differ_and_restart_from_a_stored_config():
     initializer = kinit.HeNormal(seed=42)
     first, second = as_numpy(initializer((64, 64))), as_numpy(initializer((64, 64)))
     assert not np.array_equal(first, second)
-    rebuilt = kinit.HeNormal.from_config(initializer.get_config())
+    rebuilt = kinit.HeNormal.from_config(json.loads(json.dumps(initializer.get_config())))
     np.testing.assert_array_equal(as_numpy(rebuilt((64, 64))), first)
     np.testing.assert_array_equal(as_numpy(rebuilt((64, 64))), second)
 

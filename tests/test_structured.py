@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import kinit
+from catalog import SCHEMES
 from conftest import ROOT, run_python, standard_errors
 
 CONV_LAYERS = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
@@ -377,7 +378,6 @@ def test_integer_dtype_is_refused(name):
 
 UNFILLABLE = [
     (kinit.Orthogonal(), (5,), "rank >= 2"),
-    (kinit.Orthogonal(), (0, 3), "at least 1"),
     (kinit.DeltaOrthogonal(), (4, 8), "rank 3, 4 or 5"),
     (kinit.DeltaOrthogonal(), (2, 2, 3, 4), "odd"),
     (kinit.DeltaOrthogonal(), (3, 3, 8, 4), "in <= out"),
@@ -407,6 +407,36 @@ def test_unfillable_shape_raises_naming_shape_and_requirement(initializer, shape
     assert type(initializer).__name__ in message
     assert f"shape {shape}" in message
     assert requirement in message
+
+
+#: Zero-size shapes of the ranks the schemes meet: Dense, Conv2D, a bias, a
+#: Conv1D kernel with no spatial extent, and rank-1 / rank-6 shapes no
+#: structured scheme could fill if they were not empty.
+EMPTY_SHAPES = [(0, 4), (4, 0), (3, 3, 0, 8), (0,), (0, 2, 6), (2, 2, 2, 2, 0, 2)]
+
+
+@pytest.mark.parametrize("initializer", SCHEMES, ids=lambda i: type(i).__name__)
+def test_every_scheme_returns_an_empty_tensor_for_a_zero_size_shape(initializer):
+    # One rule, as Keras's built-ins: nothing to fill, an empty tensor of the dtype.
+    for shape in EMPTY_SHAPES:
+        for dtype in ("float32", "bfloat16"):
+            values = initializer(shape, dtype=dtype)
+            assert tuple(values.shape) == shape, (shape, dtype)
+            assert keras.backend.standardize_dtype(values.dtype) == dtype
+
+
+def test_empty_calls_draw_nothing():
+    initializer = kinit.Orthogonal(seed=4)
+    initializer((0, 8))
+    np.testing.assert_array_equal(as_numpy(initializer((8, 8))), as_numpy(kinit.Orthogonal(seed=4)((8, 8))))
+
+
+def test_constant_schemes_give_empty_tensors_of_every_dtype():
+    for initializer in (kinit.Zeros(), kinit.Constant(2.0), kinit.Constant([1.0, 2.0, 3.0])):
+        for dtype in ("int32", "bool"):
+            values = initializer((0, 3), dtype=dtype)
+            assert tuple(values.shape) == (0, 3)
+            assert keras.backend.standardize_dtype(values.dtype) == dtype
 
 
 @pytest.mark.parametrize(
@@ -439,9 +469,10 @@ report = {{}}
 for layer in model.layers:
     if hasattr(layer, "kernel_initializer"):
         init, kernel = layer.kernel_initializer, keras.ops.convert_to_numpy(layer.kernel)
-        # Rebuilt from its config, an initializer starts again from call 0:
-        # its first call redraws the saved kernel.
-        redrawn = keras.ops.convert_to_numpy(type(init).from_config(init.get_config())(kernel.shape))
+        # Rebuilt from its stored config, an initializer starts again from
+        # call 0: its first call redraws the saved kernel.
+        stored = json.loads(json.dumps(init.get_config()))
+        redrawn = keras.ops.convert_to_numpy(type(init).from_config(stored)(kernel.shape))
         report[layer.name] = [type(init).__name__, init.get_config(), bool(np.array_equal(redrawn, kernel))]
 np.save({output!r}, keras.ops.convert_to_numpy(model(np.load({inputs!r}))))
 print(json.dumps(report))

@@ -13,15 +13,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
 import keras
-import numpy as np
 
-from callbacks.layers import LayerEntry, capture_outputs, is_subclassed
+from kinit.capture import capturing
+from kinit.model_map import ModelMap
+
+from .layers import LayerEntry
+
 
 @dataclass
 class Observation:
-    """A tensor to summarize: which layer, which kind, which name, its value."""
+    """A tensor to summarize: which layer (`path`), which kind, which name, its value."""
 
-    layer: str
+    path: str
     kind: str
     name: str
     value: Any
@@ -29,7 +32,7 @@ class Observation:
 
     @property
     def tag(self) -> str:
-        return f"{self.kind}s/{self.layer}/{self.name}"
+        return f"{self.kind}s/{self.path}/{self.name}"
 
     @property
     def tensor(self):
@@ -37,40 +40,8 @@ class Observation:
         return self.value.value if isinstance(self.value, keras.Variable) else self.value
 
 
-def split_probe(probe_data) -> Tuple[Any, Optional[Any]]:
-    """``x`` or ``(x, y)`` (or ``(x, y, sample_weight)``) into ``(x, y)``."""
-    if isinstance(probe_data, tuple) and len(probe_data) in (2, 3):
-        return probe_data[0], probe_data[1]
-    return probe_data, None
-
-
 #: Largest probe batch accepted: the probe's cost must stay bounded.
 MAX_PROBE_EXAMPLES = 4096
-
-
-def check_probe(owner: str, x, y=None, *, argument: Optional[str] = None) -> None:
-    """Raise `ValueError` unless `x` is one batch of 2 to `MAX_PROBE_EXAMPLES`
-    examples and `y` (if given) has as many.
-
-    With fewer than 2 examples the across-example statistics (signal, dead
-    units) mean nothing; targets of another batch size make every gradient
-    computation fail. The message names `argument` (default: ``x`` / ``y``).
-    """
-    sizes = _batch_sizes(x)
-    if len(sizes) != 1 or not 2 <= sizes[0] <= MAX_PROBE_EXAMPLES:
-        raise ValueError(
-            f"{owner}: argument `{argument or 'x'}` must hold one batch of 2 to "
-            f"{MAX_PROBE_EXAMPLES} examples (a slice such as x[:256]); received inputs with "
-            f"batch sizes {sizes or 'none'}.")
-    if y is not None and _batch_sizes(y) != sizes:
-        raise ValueError(
-            f"{owner}: argument `{argument or 'y'}` must hold targets for the {sizes[0]} "
-            f"examples of x (a slice such as y[:{sizes[0]}]); received targets with batch "
-            f"sizes {_batch_sizes(y) or 'none'}.")
-
-
-def _batch_sizes(data) -> List[int]:
-    return sorted({int(np.shape(leaf)[0]) for leaf in keras.tree.flatten(data) if np.ndim(leaf) > 0})
 
 
 def ensure_built(model: keras.Model, x) -> None:
@@ -87,10 +58,11 @@ Pass = Tuple[List[Tuple[str, list]], Optional[list], Optional[list], Optional[Ex
 
 
 def observe(
-    model: keras.Model,
+    model_map: ModelMap,
     entries: List[LayerEntry],
     x,
     y=None,
+    sample_weight=None,
     *,
     weights: bool = True,
     activations: bool = True,
@@ -103,12 +75,15 @@ def observe(
     a subclassed model assigned them in).
 
     `loss` (anything `keras.losses.get` accepts) overrides the model's
-    compiled loss for the gradients. If the loss or its gradients cannot be
-    computed, the weights and activations are still returned and a note says
-    why the gradients are missing. `run` replaces `forward_and_backward`
-    (same arguments and result), e.g. by a compiled `CompiledPass`.
+    compiled loss for the gradients; `sample_weight` weights the examples in
+    it, as in `fit`. If the loss or its gradients cannot be computed, the
+    weights and activations are still returned and a note says why the
+    gradients are missing. `run` replaces `forward_and_backward` (same
+    arguments and result), e.g. by a compiled `CompiledPass`. What the model
+    map could not trace is a note too.
     """
-    notes: List[str] = []
+    model = model_map.model
+    notes: List[str] = list(model_map.notes)
     observations: List[Observation] = []
     if weights:
         observations += [Observation(e.path, "weight", name, variable, e)
@@ -121,9 +96,10 @@ def observe(
     if not (activations or gradients):
         return observations, notes
 
-    outputs, trainable, grads, failure = (run or forward_and_backward)(model, entries, x, y, gradients, loss)
+    outputs, trainable, grads, failure = (run or forward_and_backward)(
+        model, entries, x, y, gradients, loss, sample_weight)
     if activations:
-        observations += _activation_observations(model, entries, outputs, notes)
+        observations += _activation_observations(entries, outputs, notes)
     if failure is not None:
         # The loss is the fragile part (targets, loss function): the rest stands.
         notes.append(f"gradients are not logged: computing them failed "
@@ -134,14 +110,17 @@ def observe(
     return observations, notes
 
 
-def forward_and_backward(model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss) -> Pass:
+def forward_and_backward(model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss,
+                         sample_weight=None) -> Pass:
     """Run the probe batch through `model` in inference mode, capturing every
-    layer call's output, and take the gradients of the loss if asked."""
+    layer call's output (`kinit.capture`), and take the gradients of the loss
+    if asked."""
     trainable = grads = failure = None
-    with _tape(gradients) as tape, capture_outputs(entries) as outputs:
+    targets = [(entry.path, entry.layer) for entry in entries if entry.captures_outputs]
+    with _tape(gradients) as tape, capturing(targets, "output") as outputs:
         y_pred = model(x, training=False)
         if gradients:
-            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss)
+            loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss, sample_weight)
     if gradients and failure is None:
         trainable = [(e, name, v) for e in _call_order(entries, outputs)
                      for name, v in e.weights if v.trainable]
@@ -166,7 +145,7 @@ def _attempt(function, *args) -> Tuple[Any, Optional[Exception]]:
         return None, error
 
 
-def _activation_observations(model, entries, outputs, notes) -> List[Observation]:
+def _activation_observations(entries, outputs, notes) -> List[Observation]:
     """One observation per captured tensor, in call order (depth order):
     ``output``, ``output_1`` for a layer's calls, ``output/0``, ``output/1``
     for the tensors of a call that returns several."""
@@ -183,9 +162,6 @@ def _activation_observations(model, entries, outputs, notes) -> List[Observation
     if missing:
         notes.append("activations are not logged for layers that did not run through "
                      f"`layer(...)` on the probe batch: {', '.join(missing)}")
-    if is_subclassed(model):
-        notes.append(f"model '{model.name}' defines its own call(): activations are logged "
-                     "for the layers it calls, not for operations it applies between them")
     return found
 
 
@@ -211,7 +187,11 @@ def _tape(active: bool):
         yield tape
 
 
-def _loss(model, x, y, y_pred, loss):
-    if loss is not None:
-        return keras.ops.mean(keras.losses.get(loss)(y, y_pred))
-    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+def _loss(model, x, y, y_pred, loss, sample_weight=None):
+    if loss is None:
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    values = keras.losses.get(loss)(y, y_pred)
+    if sample_weight is not None:  # as Keras's losses weight examples: a sum over the batch size
+        weights = keras.ops.cast(sample_weight, values.dtype)
+        values = values * keras.ops.reshape(weights, keras.ops.shape(weights) + (1,) * (values.ndim - weights.ndim))
+    return keras.ops.mean(values)
