@@ -195,7 +195,7 @@ def upper_tail(z: float) -> float:
 MAX_TAIL_STDDEVS = 11.0
 
 
-def register(cls):
+def register(cls=None, *, package: str = PACKAGE):
     """Register `cls` for Keras serialization as ``kinit>{class name}``.
 
     The class is renamed ``kinit.{class name}``, the name a saved config
@@ -204,10 +204,15 @@ def register(cls):
     would otherwise load, without kinit imported, as Keras's ``Zeros`` (and
     ``kinit.HeNormal`` would fail on an unexpected keyword). With the prefix,
     loading without ``import kinit`` always fails, naming ``kinit>…``.
+
+    ``@register(package="kinit.mup")`` registers a subpackage's class as
+    ``kinit.mup>{class name}`` and renames it ``kinit.mup.{class name}``.
     """
+    if cls is None:
+        return lambda cls: register(cls, package=package)
     name = cls.__name__
-    keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
-    cls.__name__ = f"{PACKAGE}.{name}"
+    keras.saving.register_keras_serializable(package=package, name=name)(cls)
+    cls.__name__ = f"{package}.{name}"
     return cls
 
 

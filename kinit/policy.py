@@ -90,7 +90,9 @@ def initialize(
     Args:
         model: a built Keras model: Sequential, Functional, nested models, or
             a subclassed model (its layers are walked in assignment order).
-        policy: ``"auto"``; or one scheme for every kernel-like weight
+        policy: ``"auto"``; ``"mup"`` (μP after `kinit.mup.set_base_shapes`,
+            see `kinit.mup.MupPolicy`, which may also be passed as an object);
+            or one scheme for every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
             (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
             ZerO is ``"zero_init"``, see `POLICY_NAMES`),
@@ -136,7 +138,8 @@ def initialize(
         embedding_stddev=check_number(OWNER, "embedding_stddev", embedding_stddev, minimum=0.0),
     )
     zero_residual_gamma = check_bool(OWNER, "zero_residual_gamma", zero_residual_gamma)
-    override = _policy_lookup(policy)
+    policy_object = _policy_object(policy, relu_bias, embedding_stddev, zero_residual_gamma)
+    override = None if policy_object is not None else _policy_lookup(policy)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
     seeds = RandomInitializer(seed)
@@ -145,14 +148,19 @@ def initialize(
     new_values = []
     with trace(model) as traced:
         nodes = list(traced.layers())
-    if zero_residual_gamma:
+    if zero_residual_gamma and policy_object is None:
         options.zero_gamma = residual_norms(nodes)
+    if policy_object is not None:
+        policy_object.prepare(model)
     for node in nodes:
         for weight in own_weights(node.layer):
             if id(weight) in done:  # a weight shared by two layers is set once
                 continue
             done.add(id(weight))
-            choice = _choose(node, weight, override, seeds.next_seed(), options)
+            if policy_object is not None:
+                choice = policy_object.choose(node.path, node.layer, weight, seeds.next_seed())
+            else:
+                choice = _choose(node, weight, override, seeds.next_seed(), options)
             if choice.initializer is not None:
                 new_values.append((weight, choice.initializer(tuple(weight.shape), dtype=weight.dtype)))
             report.append(
@@ -301,3 +309,31 @@ def _name(value) -> str:
     if isinstance(value, type):
         return value.__name__
     return repr(value) if isinstance(value, str) else type(value).__name__
+
+
+# --- Policy objects ------------------------------------------------------------
+# A policy object has `prepare(model)` and `choose(path, layer, weight, seed)
+# -> kinit.rules.Choice`; kinit.mup.MupPolicy is one, and "mup" names it. This
+# hook stands apart from the map policies above until a policy registry
+# replaces both.
+
+
+def _policy_object(policy, relu_bias: float, embedding_stddev: float, zero_residual_gamma: bool):
+    """The policy object `policy` names or is, or None for the other policies."""
+    if isinstance(policy, str) and policy == "mup":
+        from kinit.mup.rule import MupPolicy  # kinit.mup imports kinit; import it on use
+
+        return MupPolicy(relu_bias=relu_bias, embedding_stddev=embedding_stddev,
+                         zero_residual_gamma=zero_residual_gamma)
+    if isinstance(policy, type) or not (callable(getattr(policy, "prepare", None))
+                                        and callable(getattr(policy, "choose", None))):
+        return None
+    given = {"relu_bias": (relu_bias, 0.0), "embedding_stddev": (embedding_stddev, 0.02),
+             "zero_residual_gamma": (zero_residual_gamma, False)}
+    changed = [name for name, (value, default) in given.items() if value != default]
+    if changed:
+        raise ValueError(
+            f"{OWNER}: with a policy object ({type(policy).__name__}) give {', '.join(changed)} "
+            "to the policy itself; received them as arguments of initialize."
+        )
+    return policy

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List
 
 
 class Report(list):
     """A list of dataclass rows that prints as an aligned text table.
 
-    ``print(report)`` shows the table; `to_markdown()` gives it as Markdown.
-    Subclasses name the row fields to show in `columns`.
+    ``print(report)`` shows the table; `to_markdown()` gives it as Markdown
+    and `to_dataframe()` as a `pandas.DataFrame`. Subclasses name the row
+    fields to show in `columns`.
     """
 
     columns: tuple = ()
@@ -24,6 +26,22 @@ class Report(list):
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.cells()]
         return "\n".join(lines)
+
+    def to_dataframe(self):
+        """The rows as a `pandas.DataFrame` (needs pandas): one column per
+        field of the row dataclass that its repr shows (`columns` first),
+        values as they are (tuples stay tuples, numbers stay numbers)."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise ImportError(
+                f"{type(self).__name__}.to_dataframe() needs pandas (pip install pandas); "
+                "the same rows print as a table with print(report)"
+            ) from error
+        names = list(self.columns)
+        if self:
+            names += [f.name for f in dataclasses.fields(self[0]) if f.repr and f.name not in names]
+        return pandas.DataFrame([[getattr(row, name) for name in names] for row in self], columns=names)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows)\n{self}"
