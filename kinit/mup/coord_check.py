@@ -258,7 +258,11 @@ def coord_check(
     rows_in_x = len(tree.flatten(x)[0])
     batch_size = batch_size or rows_in_x
     loss = loss if loss is not None else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    samples = {}  # (path, class, step, width) → [l1 per seed]
+    _check_optimizer(optimizer)
+    # Layers are matched across runs by position (each model_fn call names
+    # its layers anew: dense, dense_3, …) and named as in the first run.
+    layout = None
+    samples = {}  # (position, step, width) → [l1 per seed]
     for width in sorted(widths):
         for seed in range(seeds):
             keras.utils.set_random_seed(seed)
@@ -270,19 +274,25 @@ def coord_check(
                 )
             model.compile(optimizer=_fresh_optimizer(optimizer, model), loss=loss)
             names, probe = _probe(model)
+            if layout is None:
+                layout = names
+            elif [kind for _, kind in names] != [kind for _, kind in layout]:
+                raise ValueError(
+                    f"{OWNER}: model_fn({width}) has the layers {[kind for _, kind in names]}, the first "
+                    f"model had {[kind for _, kind in layout]}; model_fn must build one architecture."
+                )
             for step in range(1, steps + 1):
                 start = ((step - 1) * batch_size) % rows_in_x
                 xb = tree.map_structure(lambda a: _take(a, start, batch_size), x)
                 yb = tree.map_structure(lambda a: _take(a, start, batch_size), y)
                 values = probe(xb, training=training)
-                for (path, kind), value in zip(names, values):
-                    samples.setdefault((path, kind, step, width), []).append(float(np.mean(ops.convert_to_numpy(value))))
+                for position, value in enumerate(values):
+                    samples.setdefault((position, step, width), []).append(float(np.mean(ops.convert_to_numpy(value))))
                 model.train_on_batch(xb, yb)
     report = CoordCheckReport(title=title)
-    for (path, kind, step, width), values in samples.items():
+    for (position, step, width), values in sorted(samples.items()):
+        path, kind = layout[position]
         report.append(CoordRow(path, kind, step, width, float(np.mean(values)), float(np.std(values)), len(values)))
-    order = {path: i for i, path in enumerate(dict.fromkeys(key[0] for key in samples))}
-    report.sort(key=lambda r: (order[r.path], r.step, r.width))
     return report
 
 
@@ -290,6 +300,15 @@ def _take(array, start: int, size: int):
     array = np.asarray(array)
     index = (np.arange(size) + start) % len(array)
     return array[index]
+
+
+def _check_optimizer(optimizer) -> None:
+    is_class = isinstance(optimizer, type) and issubclass(optimizer, keras.optimizers.Optimizer)
+    if optimizer is not None and not is_class and not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(
+            f"{OWNER}: argument `optimizer` must be None, a keras.optimizers.Optimizer instance or "
+            f"class; received optimizer={optimizer!r}."
+        )
 
 
 def _fresh_optimizer(optimizer, model):
@@ -301,12 +320,7 @@ def _fresh_optimizer(optimizer, model):
         return cls(learning_rate=1e-3)
     if isinstance(optimizer, type) and issubclass(optimizer, keras.optimizers.Optimizer):
         return optimizer()
-    if isinstance(optimizer, keras.optimizers.Optimizer):
-        return type(optimizer).from_config(optimizer.get_config())
-    raise ValueError(
-        f"{OWNER}: argument `optimizer` must be None, a keras.optimizers.Optimizer instance or "
-        f"class; received optimizer={optimizer!r}."
-    )
+    return type(optimizer).from_config(optimizer.get_config())
 
 
 def _probe(model):

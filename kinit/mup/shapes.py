@@ -145,7 +145,7 @@ def set_base_shapes(model: keras.Model, base_model: keras.Model, delta_model: Op
         infinite = [b != o for b, o in zip(base_shape, other)]
         record = make_record(weight.path, node.layer, weight.name, shape, base_shape, infinite,
                              readout=isinstance(node.layer, Readout))
-        if isinstance(node.layer, Readout) and weight.name == "kernel" and record.role != "output":
+        if isinstance(node.layer, Readout) and weight.name == "kernel" and record.role in ("input", "hidden"):
             raise ValueError(
                 f"{OWNER}: Readout {node.path!r} has kernel role {record.role!r} (shape {shape}, base "
                 f"{record.base_shape}); a Readout maps a width to a fixed number of units. Use a "
