@@ -397,15 +397,16 @@ def test_coord_check_finds_sp_growing_and_mup_flat(tmp_path):
     sp = kinit.mup.coord_check(_coord_mlp(False), widths, x, y, steps=3, seeds=2,
                                optimizer=keras.optimizers.Adam(1e-2))
     mup = kinit.mup.coord_check(_coord_mlp(True), widths, x, y, steps=3, seeds=2, optimizer=kinit.mup.Adam(1e-2))
-    output = sp.layers()[-1]
+    sp_output, mup_output = sp.layers()[-1], mup.layers()[-1]
     sp_summary, mup_summary = sp.summary(), mup.summary()
+    print(sp_summary, mup_summary, sep="\n")
     # After one Adam step the SP output grows about ∝ width (slope ≈ 1).
     for step in (2, 3):
-        assert sp_summary.row(output, step).verdict == "growing"
-        assert sp_summary.row(output, step).slope > 0.6
-        assert mup_summary.row(output, step).verdict == "flat"
-    assert sp_summary.row(output, 1).verdict == "flat"      # He init: fine at step 1
-    assert mup_summary.row(output, 1).verdict == "zero"     # zero readout
+        assert sp_summary.row(sp_output, step).verdict == "growing"
+        assert sp_summary.row(sp_output, step).slope > 0.6
+        assert mup_summary.row(mup_output, step).verdict == "flat"
+    assert sp_summary.row(sp_output, 1).verdict == "flat"      # He init: fine at step 1
+    assert mup_summary.row(mup_output, 1).verdict == "zero"    # zero readout
     assert {row.verdict for row in mup_summary if row.step > 1} == {"flat"}
     frame = mup.to_dataframe()
     assert list(frame.columns[:7]) == list(kinit.mup.CoordCheckReport.columns)
