@@ -437,3 +437,28 @@ def test_report_to_dataframe_and_its_pandas_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="needs pandas"):
         report.to_dataframe()
+
+
+# --- the example ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_example_quick_mode_runs_on_a_synthetic_stand_in(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    import fashion_mnist_data
+    import mup_transfer
+
+    data = fashion_mnist_data.write_synthetic(tmp_path / "data", n_train=600, n_test=10)
+    out = tmp_path / "out"
+    summary = mup_transfer.main(["--quick", "--quiet", "--data-dir", str(data), "--output-dir", str(out)])
+    for name in ("coord_check.csv", "coord_check.png", "transfer.csv", "transfer.md",
+                 "transfer.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    coords = summary["coord_check"]
+    assert coords["μP"]["1"]["verdict"] == "zero"            # the readout starts at zero
+    assert coords["SP"]["3"]["ratio"] > 2 * coords["μP"]["3"]["ratio"]
+    assert set(summary["best_log2_lr"]) == {"SP 64", "SP 256", "μP 64", "μP 256"}
+    table = (out / "transfer.md").read_text().splitlines()
+    assert table[0] == "| log2 lr | SP w=64 | SP w=256 | μP w=64 | μP w=256 |" and len(table) == 2 + 3
+    with open(out / "coord_check.csv") as stream:
+        assert sum(1 for _ in stream) == 1 + 2 * 5 * 3 * 3  # header + 2 parametrizations × 5 layers × 3 steps × 3 widths

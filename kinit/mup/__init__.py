@@ -14,7 +14,7 @@ Modules: `roles` (what a variable is), `record` (where the record is kept),
 (`Readout`, `MultiHeadAttention`) and `coord_check`.
 """
 
-from kinit.mup.coord_check import CoordCheckReport, CoordRow, CoordSummary, CoordSummaryRow, coord_check
+from kinit.mup.coord_check import CoordCheckReport, CoordRow, CoordSummary, CoordSummaryRow, coord_check, plot_reports
 from kinit.mup.layers import MultiHeadAttention, Readout
 from kinit.mup.optimizers import SGD, Adam, AdamW, learning_rate_factor
 from kinit.mup.record import BaseShapes
@@ -42,4 +42,5 @@ __all__ = [
     "CoordRow",
     "CoordSummary",
     "CoordSummaryRow",
+    "plot_reports",
 ]

@@ -153,36 +153,49 @@ class CoordCheckReport(Report):
         """Save microsoft/mup's coordinate-check figure to `path` (PNG) and return it.
 
         One panel per step; in each, ``l1`` against width (both log scale),
-        one line per layer. Needs matplotlib.
+        one line per layer (all, or those in `layers`). Needs matplotlib.
         """
-        try:
-            import matplotlib
+        return plot_reports({title or self.title: self}, path, layers=layers)
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as error:
-            raise ImportError("CoordCheckReport.plot() needs matplotlib (pip install matplotlib)") from error
-        steps, widths = self.steps, self.widths
+    def draw(self, axes, layers: Optional[Sequence[str]] = None) -> None:
+        """Draw one panel per step into the matplotlib `axes` (a sequence)."""
+        import matplotlib.pyplot as plt
+
         names = list(layers) if layers is not None else self.layers()
-        figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 3.6), sharey=True, squeeze=False)
         colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(len(names), 1)))
-        for ax, step in zip(axes[0], steps):
+        for ax, step in zip(axes, self.steps):
             for color, name in zip(colors, names):
                 values = self.l1(name, step)
-                shown = np.where(values > 0, values, np.nan)
-                ax.plot(widths, shown, marker="o", color=color, label=name)
+                ax.plot(self.widths, np.where(values > 0, values, np.nan), marker="o", color=color, label=name)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"t={step}")
             ax.set_xlabel("width")
             ax.grid(True, which="both", alpha=0.3)
-        axes[0][0].set_ylabel("mean |activation| (l1)")
-        axes[0][-1].legend(fontsize=7, loc="best")
-        figure.suptitle(title or self.title)
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        return path
+        axes[0].set_ylabel("mean |activation| (l1)")
+        axes[-1].legend(fontsize=7, loc="best")
+
+
+def plot_reports(reports: dict, path: str, layers: Optional[Sequence[str]] = None) -> str:
+    """Save several coordinate checks (title → `CoordCheckReport`), one row
+    each, as one PNG at `path` and return `path`. Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError("CoordCheckReport.plot() needs matplotlib (pip install matplotlib)") from error
+    columns = max(len(report.steps) for report in reports.values())
+    figure = plt.figure(figsize=(4.2 * columns, 3.8 * len(reports)), layout="constrained")
+    rows = figure.subfigures(len(reports), 1, squeeze=False)[:, 0]
+    for row, (title, report) in zip(rows, reports.items()):
+        report.draw(row.subplots(1, columns, sharey=True, squeeze=False)[0], layers=layers)
+        if title:
+            row.suptitle(title, fontsize=11, weight="bold")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def coord_check(
