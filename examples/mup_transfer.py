@@ -54,7 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--coord-batch", type=int, default=64)
     parser.add_argument("--transfer-widths", type=int, nargs=2, help="default 128 2048 (quick: 64 256)")
     parser.add_argument("--lr-exponents", type=int, nargs=2, metavar=("LOW", "HIGH"),
-                        help="learning rates 2^LOW … 2^HIGH (default -14 -5; quick -9 -7)")
+                        help="learning rates 2^LOW … 2^HIGH (default -13 -3; quick -9 -7)")
     parser.add_argument("--steps", type=int, help="training steps per transfer run (default 300, quick 20)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-size", type=int, help="training images the loss is measured on (default 10000, quick 500)")
@@ -68,7 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     defaults = {
         "coord_widths": [64, 128, 256] if quick else [2**k for k in range(6, 12)],
         "transfer_widths": [64, 256] if quick else [128, 2048],
-        "lr_exponents": [-9, -7] if quick else [-14, -5],
+        "lr_exponents": [-9, -7] if quick else [-13, -3],
         "steps": 20 if quick else 300,
         "eval_size": 500 if quick else 10000,
         "seeds": 1 if quick else 2,
