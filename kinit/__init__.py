@@ -47,6 +47,7 @@ from kinit.variance import (
     XavierUniform,
 )
 from kinit.zero import ZerO
+from kinit import mup  # registers the μP layers and optimizers for loading saved models
 
 __version__ = "0.1.0"
 
@@ -94,4 +95,5 @@ __all__ = [
     "lsuv",
     "LsuvReport",
     "LsuvRow",
+    "mup",
 ]

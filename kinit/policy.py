@@ -106,8 +106,10 @@ def initialize(
         model: a built Keras model: Sequential, Functional, nested models,
             subclassed models, custom layers: what follows each layer is read
             from the model map (`kinit.model_map`), as the model runs.
-        policy: ``"auto"`` or another registered policy name (`POLICIES`), or
-            a `Policy` instance; or one scheme for every kernel-like weight
+        policy: ``"auto"`` or another registered policy name (`POLICIES`:
+            ``"mup"`` after `kinit.mup.set_base_shapes`, the recipes), or a
+            `Policy` instance such as ``kinit.mup.MupPolicy(zero_readout=False)``;
+            or one scheme for every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
             (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
             ZerO is ``"zero_init"``, see `kinit.base.SCHEMES`),
@@ -168,9 +170,9 @@ def initialize(
     if x is not None:
         x = read_batch(OWNER, x, "x", MAX_EXAMPLES).x
     model_map = map_model(model, x)
-    chosen.prepare(model_map, strict=strict)
     if zero_residual_gamma:
         options.zero_gamma = residual_norms(model_map)
+    chosen.prepare(model_map, options, strict=strict)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
     seeds = RandomInitializer(seed)
@@ -214,9 +216,11 @@ class Policy:
     reachable by name: ``initialize(model, policy="gpt2")``.
     """
 
-    def prepare(self, model_map: ModelMap, strict: bool = True) -> None:
+    def prepare(self, model_map: ModelMap, options: AutoOptions, strict: bool = True) -> None:
         """Read what the policy needs from the map; raise `ValueError` if the
-        model does not fit it."""
+        model does not fit it. `options` are `initialize`'s settings of the
+        ``"auto"`` rules (``relu_bias``, ``embedding_stddev``, the residual
+        norms of ``zero_residual_gamma``), for policies that build on them."""
 
     def choose(self, model_map: ModelMap, record: LayerRecord, weight, seed: int) -> Optional[Choice]:
         return None
@@ -260,7 +264,7 @@ class MapPolicy(Policy):
     def __init__(self, entries: list):
         self.entries = entries
 
-    def prepare(self, model_map, strict=True):
+    def prepare(self, model_map, options, strict=True):
         unused = [key for key, _ in self.entries if not _selects_any(key, model_map)]
         if strict and unused:
             layers = ", ".join(f"{record.path} ({record.layer_class})" for record in model_map.records)
@@ -293,6 +297,8 @@ def resolve_policy(policy) -> Policy:
         return policy
     if isinstance(policy, str) and policy in POLICIES:
         return POLICIES[policy]()
+    if isinstance(policy, type) and issubclass(policy, Policy):
+        return policy()
     if isinstance(policy, dict):
         entries = [(_check_key(key), _spec(value, allow_none=True)) for key, value in policy.items()]
         return MapPolicy(entries)
