@@ -461,3 +461,33 @@ def test_the_example_quick_mode_runs_on_a_synthetic_stand_in(tmp_path, monkeypat
     assert table[0] == "| log2 lr | SP w=64 | SP w=256 | μP w=64 | μP w=256 |" and len(table) == 2 + 3
     with open(out / "coord_check.csv") as stream:
         assert sum(1 for _ in stream) == 1 + 2 * 5 * 3 * 3  # header + 2 parametrizations × 5 layers × 3 steps × 3 widths
+
+
+class CoordTower(keras.Model):
+    """A subclassed MLP with an op between its layers: coord_check reads it through the model map."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.hidden = keras.layers.Dense(width, use_bias=False, name="hidden")
+        self.head = keras.layers.Dense(10, use_bias=False, name="head")
+
+    def call(self, x):
+        return self.head(keras.ops.relu(self.hidden(x)))
+
+
+def test_coord_check_takes_a_subclassed_model_and_records_every_layer_that_runs():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 8)).astype("float32"), rng.integers(0, 10, 16)
+
+    def build(width):
+        model = CoordTower(width)
+        model.build((None, 8))
+        return model
+
+    report = kinit.mup.coord_check(build, [16, 32], x, y, steps=1, seeds=1, optimizer=keras.optimizers.SGD(0.0))
+    assert report.layers() == ["hidden", "head"]
+    keras.utils.set_random_seed(0)  # coord_check's run of width 16 used seed 0
+    model = build(16)
+    hidden = float(np.mean(np.abs(keras.ops.convert_to_numpy(model.hidden(x)))))
+    row = next(r for r in report if r.path == "hidden" and r.width == 16)
+    assert row.l1 == pytest.approx(hidden, rel=1e-5)
