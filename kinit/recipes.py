@@ -310,7 +310,8 @@ class Fixup(Recipe):
         if not branch.residual:
             return self._he(1.0, f"fixup: projection on {branch.describe()} → He normal, unscaled")
         if placement.is_last and weight_name != "depthwise_kernel":
-            return Rule(_zeros, "zeros", f"fixup: last layer of {branch.describe()} ({where(placement)}) → 0")
+            return Rule(_zeros, "zeros", f"fixup: last layer (position {placement.position} of m = "
+                                         f"{branch.depth}) of {branch.describe()} → 0")
         if placement.is_last:
             return self._he(1.0, f"fixup: depthwise stage of the last layer of {branch.describe()}, whose "
                                  "pointwise kernel starts at 0 → He normal, unscaled")
