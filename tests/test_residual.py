@@ -3,7 +3,6 @@ attention roles read from the model map, on Functional and subclassed models
 (written against keras only: it runs on every backend, see test_backends.py)."""
 
 import keras
-import numpy as np
 import pytest
 from keras import layers
 
@@ -79,10 +78,8 @@ def test_a_resnet_places_projection_shortcuts_and_counts_branch_depth():
 
 
 def test_a_sum_written_inside_a_custom_layer_of_a_subclassed_model_is_found():
-    model = rm.BottleneckNet(blocks=2, name="net")
-    x = np.zeros((2, 8, 8, 3), "float32")
-    model(x)
-    residuals = structure(model, x)
+    model = rm.bottleneck_subclassed(blocks=2)
+    residuals = structure(model, rm.images())
     assert [residual.call.path for residual in residuals.sums] == ["block_0/add", "block_1/add"]
     assert describe(residuals)[1] == ("block_1/add", [("block_1/conv1", 1), ("block_1/conv2", 2),
                                                       ("block_1/conv3", 3)], 3, ["block_1/conv3"], [])
