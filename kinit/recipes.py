@@ -367,10 +367,11 @@ class DeepNet(Recipe):
 
     Example:
 
-    >>> report = kinit.initialize(model, policy="deepnet")
+    >>> report = kinit.initialize(model, policy="deepnet")   # report.notes: α
     >>> policy = kinit.DeepNet(architecture="encoder_decoder")
-    >>> report = kinit.initialize(seq2seq, policy=policy); policy.alpha
-    {'encoder': 1.24, 'decoder': 1.57}
+    >>> report = kinit.initialize(seq2seq, policy=policy)      # N = M = 2 blocks
+    >>> policy.alpha
+    {'encoder': 1.0059048277795222, 'decoder': 1.5650845800732873}
 
     Args:
         architecture: None (one stack: encoder-only and decoder-only share
