@@ -18,7 +18,9 @@ noise layers.
 
 `Residuals` gives the structure the recipes (`kinit.recipes`) need, with the
 kernel layers (layers that own a ``kernel``, ``depthwise_kernel`` or
-``pointwise_kernel``: Dense, EinsumDense, Conv*, …) placed in it:
+``pointwise_kernel``: Dense, EinsumDense, Conv*, …; a wrapper or recurrent
+layer whose inner layers own one, such as ``TimeDistributed(Dense)``)
+placed in it:
 
 * **Residual sums**: sums whose inputs fork from a common call (so not
   ``token_embedding + position_embedding`` of two inputs) and that have a
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 from kinit.keras_adapter import own_weights
-from kinit.layer_kinds import NORMALIZATION, NORMALIZATION_OR_NOISE, SUM_OPS, SUMS
+from kinit.layer_kinds import NORMALIZATION, NORMALIZATION_OR_NOISE, RUNS_SUBLAYERS_INSIDE, SUM_OPS, SUMS
 from kinit.model_map import Call, LayerRecord, ModelMap
 
 #: The weights that make a layer a *kernel layer* of a branch.
@@ -133,10 +135,14 @@ def _last_normalization(call: Call) -> Optional[Call]:
 
 
 def is_kernel_call(call: Call) -> bool:
-    """Whether `call` runs a layer that owns a kernel (Dense, EinsumDense, Conv*, …)."""
+    """Whether `call` runs a layer that owns a kernel (Dense, EinsumDense, Conv*,
+    …), or a wrapper or recurrent layer whose inner layers do
+    (``TimeDistributed(Dense)``, ``LSTM``)."""
     if call.kind != "layer" or call.record is None or call.opaque:
         return False
-    return any(weight.name in KERNELS for weight in own_weights(call.record.layer))
+    layer = call.record.layer
+    weights = layer.weights if isinstance(layer, RUNS_SUBLAYERS_INSIDE) else own_weights(layer)
+    return any(weight.name in KERNELS for weight in weights)
 
 
 @dataclass(eq=False)

@@ -361,6 +361,15 @@ def test_a_layer_whose_wiring_is_unknown_gets_the_off_branch_rule_and_says_why()
     assert "wiring unknown" in row.reason and "place in the residual structure is not known" in row.reason
 
 
+def test_a_layer_called_in_different_places_gets_the_rule_off_the_branches_and_says_so():
+    inputs = keras.Input((8,))
+    shared = layers.Dense(8, name="shared")
+    x = inputs + shared(layers.Dense(8, activation="relu", name="fc")(inputs))
+    model = keras.Model(inputs, shared(x))
+    row = rows_of(kinit.initialize(model, policy="gpt2", seed=0))[("shared", "kernel")]
+    assert row.scheme == "normal, σ = 0.02" and "its 2 calls lie in different places" in row.reason
+
+
 # parameters, names, the scalar layers ----------------------------------------------------
 
 @pytest.mark.parametrize("make, argument", [

@@ -128,6 +128,19 @@ def test_cross_attention_branches_hold_their_key_and_value_projections_not_the_e
     assert not any(call.path.startswith("enc_") for call in cross.branches[0].calls)
 
 
+def test_a_wrapped_layer_is_placed_where_its_wrapper_runs():
+    inputs = keras.Input((4, 8))
+    h = layers.TimeDistributed(layers.Dense(8, name="inner"), name="wrapped")(
+        layers.Dense(8, activation="relu", name="first")(inputs))
+    residuals = structure(keras.Model(inputs, inputs + h))
+    (branch,) = residuals.residual_branches()
+    assert paths(branch.kernels) == ["first", "wrapped"] and paths(branch.last) == ["wrapped"]
+    model_map = residuals.model_map
+    inner = model_map.record(model_map.model.get_layer("wrapped").layer)
+    (placement,) = residuals.placements(inner)
+    assert placement.branch is branch and placement.is_last and placement.position == 2
+
+
 def test_attention_roles_come_from_the_attention_op_or_the_softmax():
     inputs = keras.Input((5, 8))
     fused = layers.MultiHeadAttention(2, 4, name="fused")(inputs, inputs)
