@@ -100,22 +100,23 @@ class Recipe(Policy):
     def rule_for(self, record: LayerRecord, weight) -> Optional[Rule]:
         return None
 
-    def placed(self, record: LayerRecord, off_branch: Rule, rule_of: Callable[[Placement], Rule]) -> Rule:
+    def placed(self, record: LayerRecord, fallback: Rule, rule_of: Callable[[Placement], Rule]) -> Rule:
         """The rule of `record`'s kernel by where its calls lie: `rule_of` each
-        placement when they agree, else `off_branch` with the reason why."""
+        placement when they agree; `fallback`, with the reason why, where the
+        place is not known or the calls disagree."""
         if record.composite:
-            return replace(off_branch, reason=f"{off_branch.reason}; the layer uses this weight in its own "
+            return replace(fallback, reason=f"{fallback.reason}; the layer uses this weight in its own "
                                               "operations, which are placed in no branch")
         if record.wiring != TRACED:
-            return replace(off_branch, reason=f"{off_branch.reason}; wiring unknown ({record.why_unknown}), so "
+            return replace(fallback, reason=f"{fallback.reason}; wiring unknown ({record.why_unknown}), so "
                                               "its place in the residual structure is not known")
         placements = self.residuals.placements(record)
         if not placements:
-            return replace(off_branch, reason=f"{off_branch.reason}; it was not called")
+            return replace(fallback, reason=f"{fallback.reason}; it was not called")
         rules = [rule_of(placement) for placement in placements]
         if all((rule.scheme, rule.reason) == (rules[0].scheme, rules[0].reason) for rule in rules):
             return rules[0]
-        return replace(off_branch, reason=f"{off_branch.reason}; its {len(rules)} calls lie in different places "
+        return replace(fallback, reason=f"{fallback.reason}; its {len(rules)} calls lie in different places "
                                           "of the residual structure")
 
     def not_found(self, model_map: ModelMap, looked_for: str) -> ValueError:
@@ -291,7 +292,7 @@ class Fixup(Recipe):
             return Rule(_zeros, "zeros", "fixup: biases start at 0")
         if weight.name not in KERNELS:
             return None
-        base = self._he(1.0, "fixup: He normal (stem)")
+        base = self._he(1.0, "fixup: He normal, unscaled")
         return self.placed(record, base, lambda placement: self._kernel(placement, weight.name))
 
     def _he(self, scale: float, reason: str) -> Rule:
@@ -502,8 +503,8 @@ class DeepNet(Recipe):
     def rule_for(self, record, weight):
         if weight.name not in KERNELS or not any(w.name in KERNELS for w in record.own_weights):
             return None
-        off_branch = Rule(None, "", "deepnet: on no residual branch")
-        return self.placed(record, off_branch, self._kernel)
+        fallback = Rule(None, "", "deepnet: no branch rule applies")
+        return self.placed(record, fallback, self._kernel)
 
     def _kernel(self, placement: Placement) -> Rule:
         branch = placement.branch

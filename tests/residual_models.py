@@ -115,7 +115,8 @@ def fixup_resnet_functional(channels=16, blocks=3, classes=10):
     """Basic blocks (m = 2) with identity shortcuts, then one downsampling
     block whose shortcut is a 1x1 projection."""
     inputs = keras.Input((8, 8, 3))
-    x = layers.ReLU(name="stem_relu")(kinit.Bias(name="stem_bias")(layers.Conv2D(channels, 3, padding="same", use_bias=False, name="stem")(inputs)))
+    x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.ReLU(name="stem_relu")(kinit.Bias(name="stem_bias")(x))
     for i in range(blocks):
         last = i == blocks - 1
         stride = 2 if last else 1
@@ -123,7 +124,8 @@ def fixup_resnet_functional(channels=16, blocks=3, classes=10):
         h = layers.Conv2D(out_channels, 3, strides=stride, padding="same", use_bias=False, name=f"conv1_{i}")(
             kinit.Bias(name=f"bias1a_{i}")(x))
         h = layers.ReLU(name=f"relu1_{i}")(kinit.Bias(name=f"bias1b_{i}")(h))
-        h = layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"conv2_{i}")(kinit.Bias(name=f"bias2a_{i}")(h))
+        h = layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name=f"conv2_{i}")(
+            kinit.Bias(name=f"bias2a_{i}")(h))
         h = kinit.Bias(name=f"bias2b_{i}")(kinit.Scale(name=f"scale_{i}")(h))
         shortcut = layers.Conv2D(out_channels, 1, strides=stride, use_bias=False, name=f"down_{i}")(x) if last else x
         x = layers.ReLU(name=f"relu2_{i}")(layers.Add(name=f"add_{i}")([h, shortcut]))

@@ -205,7 +205,8 @@ def test_fixup_zeroes_last_layers_and_classifier_and_scales_the_rest_functional(
     assert_variances(values, expected)
     assert not values[("fc", "kernel")].any() and not values[("fc", "bias")].any()
     assert rows[("fc", "kernel")].reason.startswith("fixup: classifier")
-    assert rows[("down_2", "kernel")].reason == "fixup: projection on the shortcut into 'add_2' (Add) → He normal, unscaled"
+    assert rows[("down_2", "kernel")].reason == \
+        "fixup: projection on the shortcut into 'add_2' (Add) → He normal, unscaled"
     assert report.notes == ["fixup: L = 3 residual branches, m = 2 kernel layers deep"]
 
 
