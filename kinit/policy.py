@@ -54,11 +54,15 @@ class InitReport(Report):
 
     Attributes:
         notes: what the model map could not trace, and why (the rows of
-            those layers say "wiring unknown").
+            those layers say "wiring unknown"); then what the policy found
+            (a recipe's R, L and m, DeepNet's α).
+        policy: the `Policy` that chose the schemes (a recipe's parameters
+            and what it read from the model, e.g. ``report.policy.alpha``).
     """
 
     columns = ("path", "weight", "shape", "scheme", "reason")
     notes: list = []
+    policy: Optional["Policy"] = None
 
 
 def initialize(
@@ -106,10 +110,12 @@ def initialize(
         model: a built Keras model: Sequential, Functional, nested models,
             subclassed models, custom layers: what follows each layer is read
             from the model map (`kinit.model_map`), as the model runs.
-        policy: ``"auto"`` or another registered policy name (`POLICIES`:
-            ``"mup"`` after `kinit.mup.set_base_shapes`, the recipes), or a
-            `Policy` instance such as ``kinit.mup.MupPolicy(zero_readout=False)``;
-            or one scheme for every kernel-like weight
+        policy: ``"auto"``, a recipe (``"gpt2"``, ``"fixup"``, ``"deepnet"``,
+            see `kinit.recipes`), ``"mup"`` (after `kinit.mup.set_base_shapes`)
+            or another registered policy name (`POLICIES`), or a `Policy`
+            instance such as ``kinit.GPT2(stddev=0.01)`` or
+            ``kinit.mup.MupPolicy(zero_readout=False)``; or one scheme for
+            every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
             (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
             ZerO is ``"zero_init"``, see `kinit.base.SCHEMES`),
@@ -146,7 +152,8 @@ def initialize(
     Returns:
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
         reason) that prints as a table; its `notes` say what the model map
-        could not trace.
+        could not trace and what the policy found, its `policy` is the
+        policy used.
 
     Raises:
         ValueError: for a bad argument, an unbuilt model, or a scheme that
@@ -193,7 +200,8 @@ def initialize(
     # cannot fill a later weight raises with the model unchanged.
     for weight, value in new_values:
         weight.assign(value)
-    report.notes = list(model_map.notes)
+    report.notes = list(model_map.notes) + list(getattr(chosen, "notes", []))
+    report.policy = chosen
     return report
 
 
@@ -215,6 +223,9 @@ class Policy:
     ``"auto"`` rules. Subclasses registered with `register_policy` are
     reachable by name: ``initialize(model, policy="gpt2")``.
     """
+
+    #: What the policy found in the model, for the report's `notes`.
+    notes: tuple = ()
 
     def prepare(self, model_map: ModelMap, options: AutoOptions, strict: bool = True) -> None:
         """Read what the policy needs from the map; raise `ValueError` if the

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 # Modules written against keras.ops only; each runs once per backend.
-BACKEND_AGNOSTIC = ["tests/test_schemes.py", "tests/test_structured.py", "tests/test_model_map.py", "tests/test_keras_layers.py"]
+BACKEND_AGNOSTIC = ["tests/test_schemes.py", "tests/test_structured.py", "tests/test_model_map.py", "tests/test_keras_layers.py",
+                    "tests/test_residual.py", "tests/test_recipes.py"]
 
 
 @pytest.mark.slow
