@@ -481,7 +481,7 @@ def test_coord_check_takes_a_subclassed_model_and_records_every_layer_that_runs(
 
     def build(width):
         model = CoordTower(width)
-        model.build((None, 8))
+        model(x[:1])
         return model
 
     report = kinit.mup.coord_check(build, [16, 32], x, y, steps=1, seeds=1, optimizer=keras.optimizers.SGD(0.0))
