@@ -23,12 +23,15 @@ no biases. Three variants:
   convolution: each is followed by a ReLU);
 * ``fixup``: the same network with Fixup's scalar biases (before every
   convolution, ReLU and the classifier) and a scalar multiplier at the end
-  of every residual branch, both trained at a tenth of the learning rate
-  as in the paper's code; initialized by Fixup: the last convolution of
-  every residual branch and the classifier at 0, the other convolutions of
-  the branches He normal scaled by L^(-1/(2m-2)) = L^(-1/2) (L residual
-  branches of m = 2 layers), the stem and shortcuts He normal, the scalar
-  biases 0 and multipliers 1.
+  of every residual branch (`kinit.Bias`, `kinit.Scale`), both trained at a
+  tenth of the learning rate as in the paper's code; initialized by
+  kinit's Fixup recipe, ``kinit.Fixup(mode="fan_in")``: the last
+  convolution of every residual branch and the classifier at 0, the other
+  convolutions of the branches He normal scaled by L^(-1/(2m-2)) = L^(-1/2)
+  (L residual branches of m = 2 layers), the stem and shortcuts He normal,
+  the scalar biases 0 and multipliers 1. (He's fan_in: the recipe's default
+  fan_out, the reference code's for the branches, would make the stem, which
+  reads one channel, 4× smaller.)
 * ``he_bn``: batch normalization after every convolution (momentum 0.9 of
   the moving statistics, PyTorch's default), He normal.
 
@@ -195,47 +198,42 @@ def blocks_per_stage(network_depth: int) -> int:
 
 
 #: Fixup trains its scalar biases and multipliers at a tenth of the learning
-#: rate. Keras's optimizers have one rate: a scalar stored as w and used as
-#: SCALAR_FACTOR·w moves by SCALAR_FACTOR² = 1/10 of what SGD (with momentum)
-#: would move it, with the same result.
-SCALAR_FACTOR = math.sqrt(0.1)
+#: rate (the reference code's optimizer groups). Keras's optimizers have one
+#: rate, so the scalars pass on a tenth of their gradient instead: with SGD
+#: (and momentum) the two are the same.
+SCALAR_RATE = 0.1
 
 
 def scalar_layers():
-    """Fixup's scalar bias and multiplier as Keras layers (defined on first use:
-    Keras is imported only once the flags are checked)."""
-    global ScalarBias, ScalarMultiplier
-    if "ScalarBias" in globals():
-        return ScalarBias, ScalarMultiplier
+    """`kinit.Bias` and `kinit.Scale` whose gradient is scaled by
+    `SCALAR_RATE` (defined on first use: Keras is imported only once the
+    flags are checked). Their values are kinit's, so `kinit.initialize` sets
+    them to 0 and 1 under every policy."""
+    global TenthRateBias, TenthRateScale
+    if "TenthRateBias" in globals():
+        return TenthRateBias, TenthRateScale
     import keras
 
-    class ScalarBias(keras.layers.Layer):
-        """x + b, one scalar b (0 at first), trained at a tenth of the learning rate."""
+    import kinit
 
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.bias_initializer = keras.initializers.Zeros()
+    def tenth_rate(scalar, dtype):
+        # Forward: the scalar itself; backward: SCALAR_RATE times its gradient.
+        frozen = keras.ops.stop_gradient(scalar)
+        return keras.ops.cast(frozen + SCALAR_RATE * (scalar - frozen), dtype)
 
-        def build(self, input_shape):
-            self.bias = self.add_weight(shape=(), initializer=self.bias_initializer, name="bias")
+    class TenthRateBias(kinit.Bias):
+        """Fixup's scalar bias, x + b (b = 0 at first), trained at a tenth of the learning rate."""
 
-        def call(self, x):
-            return x + SCALAR_FACTOR * self.bias
+        def call(self, inputs):
+            return inputs + tenth_rate(self.scalar, inputs.dtype)
 
-    class ScalarMultiplier(keras.layers.Layer):
-        """s·x, one scalar s (1 at first), trained at a tenth of the learning rate."""
+    class TenthRateScale(kinit.Scale):
+        """Fixup's scalar multiplier, s·x (s = 1 at first), trained at a tenth of the learning rate."""
 
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.scale_initializer = keras.initializers.Constant(1.0 / SCALAR_FACTOR)
+        def call(self, inputs):
+            return inputs * tenth_rate(self.scalar, inputs.dtype)
 
-        def build(self, input_shape):
-            self.scale = self.add_weight(shape=(), initializer=self.scale_initializer, name="scale")
-
-        def call(self, x):
-            return x * (SCALAR_FACTOR * self.scale)
-
-    return ScalarBias, ScalarMultiplier
+    return TenthRateBias, TenthRateScale
 
 
 def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = None, scalars: bool = False):
@@ -253,7 +251,7 @@ def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = 
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    ScalarBias, ScalarMultiplier = scalar_layers()
+    Bias, Scale = scalar_layers()
 
     def conv(filters: int, size: int, stride: int, name: str):
         return layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False, name=name)
@@ -264,7 +262,7 @@ def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = 
         return layers.BatchNormalization(momentum=0.9, name=name)(x) if normalization else x
 
     def bias(x, name: str):
-        return ScalarBias(name=name)(x) if scalars else x
+        return Bias(name=name)(x) if scalars else x
 
     inputs = keras.Input((*IMAGE_SHAPE, 1), name="image")
     x = layers.ReLU(name="stem_relu")(bias(norm(conv(STAGE_WIDTHS[0], 3, 1, "stem")(inputs), "stem_bn"), "stem_bias"))
@@ -277,7 +275,7 @@ def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = 
             h = layers.ReLU(name=f"{name}_relu1")(bias(norm(h, f"{name}_bn1"), f"{name}_bias1b"))
             h = norm(conv(filters, 3, 1, f"{name}_conv2")(bias(h, f"{name}_bias2a")), f"{name}_bn2")
             if scalars:
-                h = ScalarBias(name=f"{name}_bias2b")(ScalarMultiplier(name=f"{name}_scale")(h))
+                h = Bias(name=f"{name}_bias2b")(Scale(name=f"{name}_scale")(h))
             shortcut = x
             if stride != 1 or x.shape[-1] != filters:
                 shortcut = norm(conv(filters, 1, stride, f"{name}_shortcut")(entry), f"{name}_shortcut_bn")
@@ -288,41 +286,21 @@ def build_resnet(network_depth: int, normalization: bool, seed: Optional[int] = 
     return keras.Model(inputs, outputs, name=f"resnet{network_depth}{suffix}")
 
 
-def fixup_policy(network_depth: int) -> dict:
-    """Fixup's rule as a `kinit.initialize` policy map (Zhang et al. 2019, §3):
-    the last layer of every residual branch and the classifier at 0, the
-    other layers of the branches He normal times L^(-1/(2m-2)), the stem and
-    the shortcuts He normal, the scalar biases 0 and multipliers 1 (their
-    layers' own initializers)."""
-    import kinit
-
-    branches = 3 * blocks_per_stage(network_depth)  # L residual branches of m = 2 convolutions
-    scale = branches ** (-1.0 / (2 * 2 - 2))
-    return {
-        r"stage\d+_block\d+_conv1": kinit.HeNormal(gain=math.sqrt(2.0) * scale, distribution="normal"),
-        r"stage\d+_block\d+_conv2": kinit.Zeros(),
-        "head": kinit.Zeros(),
-        # He normal: a scalar bias stands between them and their ReLU, which
-        # the auto policy cannot see through (it would choose Glorot).
-        "stem": kinit.HeNormal(),
-        r"stage\d+_block\d+_shortcut": kinit.HeNormal(),
-    }
-
-
-def initialize_variant(model, variant: str, network_depth: int, seed: int):
+def initialize_variant(model, variant: str, seed: int):
     """Re-initialize `model` for `variant`; returns kinit's report."""
     import kinit
 
     if variant == "fixup":
-        # The recipe branch registers policy="fixup"; when it is on main this
-        # line becomes: kinit.initialize(model, policy="fixup", seed=seed)
-        return kinit.initialize(model, fixup_policy(network_depth), seed=seed)
+        # He's fan_in, not the recipe's default fan_out: the stem reads one
+        # channel (fan_in 9, fan_out 144), and a fan_out stem would start the
+        # network, and the zero classifier's inputs, 4× smaller.
+        return kinit.initialize(model, policy=kinit.Fixup(mode="fan_in"), seed=seed)
     return kinit.initialize(model, seed=seed)
 
 
 def build_variant(variant: str, network_depth: int, seed: int):
     model = build_resnet(network_depth, normalization=variant == "he_bn", seed=seed, scalars=variant == "fixup")
-    initialize_variant(model, variant, network_depth, seed)
+    initialize_variant(model, variant, seed)
     return model
 
 

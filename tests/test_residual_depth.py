@@ -33,20 +33,30 @@ def test_resnet_has_6n_plus_2_weight_layers_and_3n_residual_blocks(depth, normal
     assert not any(layer.use_bias for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
 
 
-def test_fixup_zeroes_branch_ends_and_classifier_and_scales_the_rest():
+def test_fixup_is_the_recipe_with_its_scalars_at_a_tenth_of_the_rate():
     model = residual_depth.build_variant("fixup", 20, seed=0)
     report = kinit.audit(model)
     assert report.ok and not report.unexplained
     rules = {row.variable_path: row.rule for row in report}
     assert rules["stage2_block3_conv2/kernel"] == rules["head/kernel"] == "kinit.Zeros()"
     gain = math.sqrt(2.0) * 9 ** -0.5  # L = 9 residual branches of m = 2 layers
-    assert rules["stage1_block1_conv1/kernel"] == f"kinit.HeNormal(gain={gain:.6g}, distribution='normal')"
-    assert rules["stem/kernel"] == rules["stage2_block1_shortcut/kernel"] == "kinit.HeNormal()"
-    # Fixup's scalars: biases 0 and multipliers 1 (stored as 1/√0.1, used times √0.1).
+    assert rules["stage1_block1_conv1/kernel"] == (
+        f"kinit.HeNormal(gain={gain:.6g}, distribution='normal')")
+    assert rules["stem/kernel"] == rules["stage2_block1_shortcut/kernel"] == (
+        "kinit.HeNormal(gain=1.41421, distribution='normal')")
     assert rules["stage3_block2_bias1a/bias"] == rules["head_bias/bias"] == "kinit.Zeros()"
-    assert rules["stage3_block2_scale/scale"] == f"keras.Constant(value={1 / math.sqrt(0.1):.6g})"
-    variants = {v: residual_depth.build_variant(v, 8, seed=0) for v in ("he", "he_bn")}
-    assert not any("Scalar" in type(layer).__name__ for model in variants.values() for layer in model.layers)
+    assert rules["stage3_block2_scale/scale"] == "kinit.Ones()"
+    # The scalars pass on a tenth of their gradient and compute as kinit's.
+    scale = model.get_layer("stage1_block1_scale")
+    assert isinstance(scale, kinit.Scale) and isinstance(model.get_layer("head_bias"), kinit.Bias)
+    import tensorflow as tf
+
+    x = tf.ones((2, 3))
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(scale(x))
+    assert float(y) == 6.0 and float(tape.gradient(y, scale.scalar)) == pytest.approx(0.6)
+    others = {v: residual_depth.build_variant(v, 8, seed=0) for v in ("he", "he_bn")}
+    assert not any(isinstance(layer, (kinit.Scale, kinit.Bias)) for m in others.values() for layer in m.layers)
 
 
 @pytest.fixture(scope="module")
