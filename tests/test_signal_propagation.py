@@ -59,7 +59,8 @@ def test_unnormalized_he_explodes_fixup_stays_flat_batch_norm_grows_slowly():
     he, fixup, bn = (np.array([row.channel_variance for row in reports[v]]) for v in ("he", "fixup", "he_bn"))
     assert he[-1] / he[0] > 50            # grows by a factor per block
     assert all(row.residual_variance == 0 for row in reports["fixup"])  # every branch starts at zero
-    assert fixup.max() / fixup.min() < 5
+    # So within a stage (3 blocks) nothing grows: after the first block's ReLU the sums repeat.
+    np.testing.assert_allclose(fixup[[1, 4, 7]], fixup[[2, 5, 8]], rtol=1e-6)
     assert 1 < bn.max() < 5               # BN: each block adds about one unit of variance, per stage
 
 
