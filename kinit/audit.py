@@ -59,12 +59,15 @@ from kinit.implied import (
 )
 from kinit.kernel_shapes import centre_taps
 from kinit.layer_kinds import DEPTHWISE, KERNEL_WEIGHTS, kernel_layout
+from kinit.inputs import read_batch
 from kinit.model_map import map_model, require_built
 from kinit.report import Report, text_table
 from kinit.validation import check_number
 
 OWNER = "audit"
 DEFAULT_K = 6.0
+#: Examples of `x` used to trace a model (as `kinit.initialize`: two are enough).
+MAX_EXAMPLES = 16
 
 #: `AuditRow.verdict` values.
 MATCHES = "matches"
@@ -72,8 +75,7 @@ DIFFERS = "differs"
 NO_RULE = "no rule"
 NOT_CHECKED = "not checked"
 
-#: `AuditRow.source` values (and ``"lsuv"``).
-FROM_INITIALIZE = "initialize"
+#: `AuditRow.source` values besides those `kinit.applied` records (``"initialize"``, ``"lsuv"``).
 DECLARED = "declared"
 NONE = "none"
 
@@ -238,6 +240,8 @@ def audit(model: keras.Model, *, k: float = DEFAULT_K, x=None) -> AuditReport:
     """
     require_built(model, OWNER)
     k = check_number(OWNER, "k", k, minimum=0.0)
+    if x is not None:
+        x = read_batch(OWNER, x, "x", MAX_EXAMPLES).x
     model_map = map_model(model, x)
     rules = applied.applied_rules([record.layer for record in model_map.records])
     report = AuditReport(k=k, notes=model_map.notes)

@@ -399,3 +399,25 @@ def test_lsuv_rescalings_are_part_of_the_rule():
     kernel = fresh.get_layer("a").kernel
     kernel.assign(keras.ops.convert_to_numpy(kernel) * 1.5)
     assert named(kinit.audit(fresh).mismatches) == ["a/kernel"]
+
+
+class Net(keras.Model):
+    def __init__(self):
+        super().__init__(name="net")
+        self.hidden = L.Dense(16, activation="relu", name="hidden")
+        self.out = L.Dense(3, name="out")
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_subclassed_model_built_on_data():
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    model = Net()
+    model(x)
+    assert [row.variable_path for row in kinit.audit(model, x=x[:2])] == [
+        "hidden/kernel", "hidden/bias", "out/kernel", "out/bias"]
+    kinit.initialize(model, seed=0, x=x)
+    report = kinit.audit(model, x=x)
+    assert report.ok and {row.source for row in report} == {"initialize"}
+    assert report[0].rule == "kinit.HeNormal(gain=1.41421)"
