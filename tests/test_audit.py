@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import kinit
+import residual_models
 from conftest import run_python
 from kinit.policy import POLICIES
 
@@ -53,22 +54,10 @@ def zoo() -> keras.Model:
     return keras.Model([image, tokens], L.Dense(10, activation="softmax", name="head")(merged), name="zoo")
 
 
-def gpt(n_layers: int = 2, width: int = 32, heads: int = 4, vocab: int = 64, length: int = 16) -> keras.Model:
-    """A small GPT-style decoder: pre-norm blocks, attention and MLP projections into residual sums."""
-    tokens = keras.Input((length,), dtype="int32", name="tokens")
-    positions = keras.Input((length,), dtype="int32", name="positions")
-    h = L.Add(name="embed")([L.Embedding(vocab, width, name="wte")(tokens),
-                             L.Embedding(length, width, name="wpe")(positions)])
-    for i in range(n_layers):
-        a = L.LayerNormalization(name=f"block{i}_ln1")(h)
-        a = L.MultiHeadAttention(heads, width // heads, name=f"block{i}_attn")(a, a, use_causal_mask=True)
-        h = L.Add(name=f"block{i}_add1")([h, a])
-        m = L.LayerNormalization(name=f"block{i}_ln2")(h)
-        m = L.Dense(4 * width, activation="gelu", name=f"block{i}_fc")(m)
-        m = L.Dense(width, name=f"block{i}_proj")(m)
-        h = L.Add(name=f"block{i}_add2")([h, m])
-    h = L.LayerNormalization(name="ln_f")(h)
-    return keras.Model([tokens, positions], L.Dense(vocab, use_bias=False, name="lm_head")(h), name="gpt")
+def gpt(n_layers: int = 2) -> keras.Model:
+    """The recipe tests' GPT-style decoder: pre-norm blocks whose attention output
+    and MLP projection (``proj_<i>``) end residual branches."""
+    return residual_models.gpt_functional(blocks=n_layers)
 
 
 def gpt2_by_hand(n_layers: int) -> dict:
@@ -76,8 +65,8 @@ def gpt2_by_hand(n_layers: int) -> dict:
     residual projections N(0, (0.02/√R)²) with R = 2 · layers."""
     projection = 0.02 / math.sqrt(2 * n_layers)
     return {
-        r"block\d+_attn/attention_output": kinit.RandomNormal(0.0, projection),
-        r"block\d+_proj": kinit.RandomNormal(0.0, projection),
+        r"attn_\d+/attention_output": kinit.RandomNormal(0.0, projection),
+        r"proj_\d+": kinit.RandomNormal(0.0, projection),
         L.Dense: kinit.RandomNormal(0.0, 0.02),
         L.EinsumDense: kinit.RandomNormal(0.0, 0.02),
         L.Embedding: kinit.RandomNormal(0.0, 0.02),
@@ -135,8 +124,7 @@ def test_gpt2_by_hand_matches_over_20_seeds_and_the_planted_projection_is_named_
         kinit.initialize(model, gpt2_by_hand(2), seed=seed)
         assert kinit.audit(model).mismatches == [], seed
         # Half the seeds plant into an MLP projection, half into an attention output.
-        target = (f"block{seed % 2}_proj/kernel" if seed % 4 < 2
-                  else f"block{seed % 2}_attn/attention_output/kernel")
+        target = f"proj_{seed % 2}/kernel" if seed % 4 < 2 else f"attn_{seed % 2}/attention_output/kernel"
         plant(variable(model, target), 0.02, seed)
         report = kinit.audit(model)
         assert named(report.mismatches) == [target], (seed, str(report))
@@ -172,8 +160,8 @@ def test_the_gpt2_recipe_reproducer():
     model = gpt(n_layers=2)
     kinit.initialize(model, policy="gpt2", seed=0)
     assert kinit.audit(model).mismatches == []
-    plant(model.get_layer("block1_proj").kernel, 0.02, seed=1)
-    assert named(kinit.audit(model).mismatches) == ["block1_proj/kernel"]
+    plant(model.get_layer("proj_1").kernel, 0.02, seed=1)
+    assert named(kinit.audit(model).mismatches) == ["proj_1/kernel"]
 
 
 # --- by hand ---------------------------------------------------------------------------------
@@ -316,10 +304,10 @@ def test_rows_give_layout_fans_rule_and_moments():
 def test_the_last_initialize_wins_and_unchanged_weights_keep_their_rule():
     model = gpt(n_layers=1)
     kinit.initialize(model, gpt2_by_hand(1), seed=0)
-    kinit.initialize(model, {"block0_fc": "orthogonal", ".*": None}, seed=1)
+    kinit.initialize(model, {"fc_0": "orthogonal", ".*": None}, seed=1)
     rows = {row.variable_path: row for row in kinit.audit(model)}
-    assert rows["block0_fc/kernel"].rule == "kinit.Orthogonal()"
-    assert rows["block0_proj/kernel"].rule == f"kinit.RandomNormal(stddev={0.02 / math.sqrt(2):.6g})"
+    assert rows["fc_0/kernel"].rule == "kinit.Orthogonal()"
+    assert rows["proj_0/kernel"].rule == f"kinit.RandomNormal(stddev={0.02 / math.sqrt(2):.6g})"
     assert all(row.verdict == "matches" for row in rows.values())
 
 
