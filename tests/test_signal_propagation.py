@@ -140,3 +140,31 @@ def test_callback_logs_no_signal_propagation_for_a_plain_mlp(tmp_path):
     events = fit_with_diagnostics(model, x, y, tmp_path)
     assert events.values  # the rest is logged
     assert not [tag for tag in events.values if tag.startswith("signal_propagation")]
+
+
+BACKEND_CODE = """
+import json, keras, numpy as np
+from test_examples import load_example
+from kinit.callbacks import signal_propagation
+model = load_example("residual_depth").build_variant("he_bn", 8, 0)
+x = np.random.default_rng(0).normal(size=(16, 28, 28, 1)).astype("float32")
+before = [keras.ops.convert_to_numpy(v).copy() for v in model.non_trainable_variables]
+report = signal_propagation(model, x)
+after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+print(json.dumps({"blocks": len(report), "residual": [row.residual_variance for row in report],
+                  "restored": all((a == b).all() for a, b in zip(before, after))}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_signal_propagation_on_other_backends(backend):
+    import json
+
+    from conftest import ROOT, run_python
+
+    result = run_python(BACKEND_CODE, backend=backend, cwd=ROOT / "tests")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (found["blocks"], found["restored"]) == (3, True)
+    # Batch normalization gives every residual branch unit variance (ε aside), in training mode.
+    assert found["residual"] == pytest.approx([0.998] * 3, abs=0.002)
