@@ -158,7 +158,7 @@ def measure(model_map: ModelMap, x, training: bool = True) -> SignalPropagation:
                 seen.add(id(layer))
                 targets.append((id(layer), layer))
     # An Add layer's inputs; an add op's producers' outputs (a layer may be both).
-    summed = {(id(plan.call.operation)) for plan in plans if plan.call.kind == "layer"}
+    summed = {id(plan.call.operation) for plan in plans if plan.call.kind == "layer"}
     producing = {id(layer) for plan in plans if plan.call.kind == "op" for layer, _ in plan.sources}
     with _restored(model_map.model), \
             capturing([(key, layer) for key, layer in targets if key in summed], "input") as received, \
