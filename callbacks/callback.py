@@ -14,7 +14,7 @@ from kinit.inputs import check_against_model, check_batch_size, read_batch
 from kinit.model_map import map_model
 from kinit.validation import check_int
 
-from .compiled import CompiledPass
+from .compiled import compiled_pass
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
@@ -139,7 +139,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._shift: Optional[int] = None
         self._steps_done: Optional[int] = None
         self._probe_fits = True
-        self._compiled = CompiledPass()
+        self._compiled = compiled_pass()
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -226,11 +226,11 @@ class InitDiagnostics(keras.callbacks.Callback):
                 ensure_built(self.model, self.x)
             self._model_map = map_model(self.model, self.x if self._probe_fits else None)
             self._entries = discover(self._model_map, self.layer_filter)
-        run = self._compiled if keras.backend.backend() == "tensorflow" else None
         switches = dict(self.switches)
         if not self._probe_fits:
             switches.update(activations=False, gradients=False)
-        return observe(self._model_map, self._entries, self.x, self.y, self.sample_weight, run=run, **switches)
+        return observe(self._model_map, self._entries, self.x, self.y, self.sample_weight,
+                       run=self._compiled, **switches)
 
     def _summaries(self, observations) -> list:
         """`rows.summaries_where_they_live`, whose failure is warned about once."""
