@@ -288,8 +288,8 @@ class InitDiagnostics(keras.callbacks.Callback):
 
 
 def _binnable(observation):
-    """The tensor where it lives (TensorFlow, dense), else as NumPy for TensorFlow to bin."""
-    if keras.backend.backend() == "tensorflow" and not isinstance(observation.tensor, SPARSE_TYPES):
+    """The tensor where it lives (dense, on TensorFlow, JAX or PyTorch), else as NumPy."""
+    if keras.backend.backend() in ("tensorflow", "jax", "torch") and not isinstance(observation.tensor, SPARSE_TYPES):
         return observation.tensor
     return keras.ops.convert_to_numpy(observation.value)
 

@@ -40,8 +40,9 @@ from .statistics import SATURATION_RULES
 from .traced import call_all, fold, traced
 
 _F64 = tf.float64
-_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
-            "subnormal")
+#: What a summary function returns per tensor, in this order (see `summary_numbers`).
+OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
+           "subnormal")
 #: TensorFlow's CPU kernels flush subnormal float32, float64 and bfloat16
 #: values to zero; they are found by their bits: (integer type of the same
 #: width, mask of the magnitude bits, bits of the smallest normal value).
@@ -71,11 +72,11 @@ def summarize_tensors(items: Sequence[Item]) -> List[Optional[dict]]:
     prepared = [_prepare(*item) for item in items]
     calls = [call for call in prepared if call is not None]
     numbers = iter(call_all([f for f, _, _ in calls], [args for _, args, _ in calls]).numpy() if calls else [])
-    return [None if call is None else _result(next(numbers), *call[2]) for call in prepared]
+    return [None if call is None else summary_numbers(next(numbers), *call[2]) for call in prepared]
 
 
 def _prepare(values, per_example: bool, activation: Optional[str]):
-    """(traced function, its arguments, what `_result` needs), or None."""
+    """(traced function, its arguments, what `summary_numbers` needs), or None."""
     if isinstance(values, SPARSE_TYPES):
         return None
     values = tf.convert_to_tensor(values)
@@ -90,8 +91,12 @@ def _prepare(values, per_example: bool, activation: Optional[str]):
     return function, (values,), (shape.num_elements(), units, per_example, rule is not None)
 
 
-def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, saturation: bool) -> Optional[dict]:
-    numbers = dict(zip(_OUTPUTS, numbers.tolist()))
+def summary_numbers(numbers: np.ndarray, size: int, units: int, per_example: bool,
+                    saturation: bool) -> Optional[dict]:
+    """The `summarize` (and with `per_example` `activation_summary`) dict of
+    one tensor from the `OUTPUTS` numbers its summary function returned;
+    None when the tensor must go to NumPy (a NaN or Inf, or subnormals)."""
+    numbers = dict(zip(OUTPUTS, numbers.tolist()))
     if not np.isfinite(numbers["total"]) or numbers["subnormal"]:
         return None  # NaN or Inf (left out by NumPy) or subnormals (seen as 0 here): for NumPy
     result = {

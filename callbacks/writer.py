@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
@@ -51,10 +52,16 @@ def histogram_buckets(values, buckets: int, finite_range=None):
     to be finite (from `callbacks.tensor_statistics`, say), which saves the
     pass that finds them. `values` may also be a list of tensors (and
     `finite_range` a list with an entry or None for each): their histograms,
-    as a list of ``[buckets, 3]`` arrays, are then computed in one traced call.
+    as a list of ``[buckets, 3]`` arrays, are then computed in one traced call
+    (on the JAX and PyTorch backends by `callbacks.array_statistics`, with
+    the same bins and edges).
     """
     if isinstance(values, (list, tuple)):
         ranges = finite_range if finite_range is not None else [None] * len(values)
+        if keras.backend.backend() in ("jax", "torch"):  # where those tensors live
+            from .array_statistics import histogram_arrays
+
+            return histogram_arrays(values, buckets, ranges)
         calls = [_prepare(one, buckets, extremes) for one, extremes in zip(values, ranges)]
         return list(call_all([f for f, _ in calls], [args for _, args in calls]).numpy()) if calls else []
     function, arguments = _prepare(values, buckets, finite_range)
