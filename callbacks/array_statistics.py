@@ -114,8 +114,8 @@ def _summary(values, per_example: bool, rule: Optional[str]):
         chunk_zeros = _count(ops.equal(chunk, 0))
         zeros = zeros + chunk_zeros
         by_unit = ops.reshape(chunk, (-1, units))  # min and max follow from the units'
-        unit_low = ops.minimum(unit_low, ops.cast(_by_column(ops.min, by_unit), _F64))
-        unit_high = ops.maximum(unit_high, ops.cast(_by_column(ops.max, by_unit), _F64))
+        unit_low = ops.minimum(unit_low, ops.cast(_by_column(_amin, by_unit), _F64))
+        unit_high = ops.maximum(unit_high, ops.cast(_by_column(_amax, by_unit), _F64))
         if rule is not None:
             saturated = saturated + _count(SATURATION_RULES[rule](chunk))
         subnormal = subnormal + _subnormals(chunk, chunk_zeros)
@@ -129,7 +129,7 @@ def _summary(values, per_example: bool, rule: Optional[str]):
     spread = feature_spread + rows * ops.sum(ops.square(means - mean))
     dead = _count(ops.logical_and(ops.equal(unit_low, 0), ops.equal(unit_high, 0)))
     total = ops.sum(means)  # finite exactly when every element is
-    return ops.stack([total, mean, spread, feature_spread, ops.min(unit_low), ops.max(unit_high),
+    return ops.stack([total, mean, spread, feature_spread, _amin(unit_low), _amax(unit_high),
                       zeros, dead, saturated, subnormal])
 
 
@@ -251,8 +251,8 @@ def _finite_extremes(values):
     def visit(chunk, low, high, count):
         chunk_values = ops.cast(chunk, _F64)
         finite = ops.isfinite(chunk_values)
-        low = ops.minimum(low, ops.min(ops.where(finite, chunk_values, np.inf)))
-        high = ops.maximum(high, ops.max(ops.where(finite, chunk_values, -np.inf)))
+        low = ops.minimum(low, _amin(ops.where(finite, chunk_values, np.inf)))
+        high = ops.maximum(high, _amax(ops.where(finite, chunk_values, -np.inf)))
         return low, high, count + _count(finite)
 
     return ops.stack(_fold(column, visit, (ops.full((), np.inf, _F64), ops.full((), -np.inf, _F64),
@@ -412,7 +412,26 @@ def _bincount(bins, weights, buckets: int):
         return jnp.bincount(bins, weights=weights, length=buckets).astype(_F64)
     import torch
 
-    return torch.bincount(bins, weights=weights, minlength=buckets).to(torch.float64)
+    counts = torch.zeros(buckets, dtype=torch.float64, device=bins.device)  # a shape known before the data
+    return counts.index_add_(0, bins, torch.ones_like(bins, dtype=torch.float64) if weights is None else weights)
+
+
+def _amin(values, axis=None):
+    """The minimum (over `axis`); PyTorch's own, as Keras's wrapper branches on its result's type."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.amin(values) if axis is None else torch.amin(values, dim=axis)
+    return ops.min(values, axis=axis)
+
+
+def _amax(values, axis=None):
+    """The maximum (over `axis`), likewise."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.amax(values) if axis is None else torch.amax(values, dim=axis)
+    return ops.max(values, axis=axis)
 
 
 __all__ = ["OUTPUTS", "histogram_arrays", "summarize_arrays"]
