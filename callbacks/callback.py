@@ -15,6 +15,7 @@ from kinit.model_map import map_model
 from kinit.validation import check_int
 
 from .compiled import compiled_pass
+from .distribution import writes_here
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
@@ -140,6 +141,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._steps_done: Optional[int] = None
         self._probe_fits = True
         self._compiled = compiled_pass()
+        self._here: Optional[bool] = None  # whether this process logs (`distribution.writes_here`)
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -148,6 +150,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        if not self._writes_here():
+            return
         self._entries = None  # layers may have been added or removed since the last fit
         self._shift = None  # set at this fit's first epoch
         self._probe_fits = self._guard("the probe", self._check_probe) is not False
@@ -186,6 +190,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     def log(self, step: int) -> None:
         """Observe the model now and write everything under `step` (flushed)."""
         self._last_step = step
+        if not self._writes_here():
+            return
         observed = self._guard("the probe", self._observe)
         if observed is None:
             return
@@ -206,6 +212,16 @@ class InitDiagnostics(keras.callbacks.Callback):
             values.append(text_value("findings", _markdown(findings, step)))
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
+
+    def _writes_here(self) -> bool:
+        """Whether this process logs: in a distributed run only the chief
+        does (`callbacks.distribution`); the others compute nothing."""
+        if self._here is None:
+            self._here = self._guard("the distribution", writes_here, self.model) is not False
+            if not self._here:
+                logger.info("InitDiagnostics: this process is not the chief of the distributed run; "
+                            "the chief logs the diagnostics.")
+        return self._here
 
     def _check_probe(self) -> bool:
         """Whether the probe fits the model's inputs; if not, warn once in one
