@@ -135,12 +135,16 @@ def _summary(values, per_example: bool, rule: Optional[str]):
 
 def _as_matrix(values, per_example: bool):
     """The (rows, features) view the statistics fold over, and the unit count
-    (last axis) of a layer output, as `tensor_statistics` shapes them."""
+    (last axis) of a layer output, as `tensor_statistics` shapes them. A
+    weight of two or more axes is viewed as rows of its last axis rather
+    than as one column (the numbers it needs do not depend on the view): a
+    view that keeps the last axis keeps a kernel sharded along it sharded."""
     if not _is_float(values.dtype):
         values = ops.cast(values, _F64)
     shape = tuple(values.shape)
     if not per_example:
-        return ops.reshape(values, (-1, 1)), 1
+        width = shape[-1] if len(shape) > 1 else 1
+        return ops.reshape(values, (-1, width)), width
     if not shape:
         return ops.reshape(values, (1, 1)), 1  # a scalar is one example of one unit
     return ops.reshape(values, (shape[0], -1)), (shape[-1] if len(shape) > 1 else 1)

@@ -175,3 +175,150 @@ def test_the_chief_logs_what_a_single_worker_logs_on_the_same_weights(two_worker
         assert sorted(events.values[tag]) == sorted(expected.values[tag]), tag
         for step, value in expected.values[tag].items():
             np.testing.assert_allclose(events.values[tag][step], value, rtol=1e-6, atol=1e-7, err_msg=f"{tag} {step}")
+
+
+#: JAX over two host devices: the callback with no distribution, DataParallel
+#: and ModelParallel (a LayoutMap sharding every Dense kernel across the two;
+#: Keras 3.15 matches its keys against the whole variable path), and every
+#: kinit scheme initializing variables under them, also on the `jax.jit` path
+#: Keras takes for variables over 250 MiB (forced here for small ones).
+JAX_DEVICES = """
+import json, sys, tempfile
+sys.path.insert(0, "tests")
+import jax, keras, numpy as np
+import keras.src.backend.jax.core as jax_core
+import catalog
+from kinit.callbacks import InitDiagnostics, array_statistics
+from tensorboard_events import read_events
+
+devices = jax.devices()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(32, 8)).astype("float32")
+y = rng.normal(size=(32, 1)).astype("float32")
+mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], devices)
+layout_map = keras.distribution.LayoutMap(mesh)
+layout_map["(.*/)?dense[^/]*/kernel"] = (None, "model")
+layout_map["(.*/)?conv1d[^/]*/kernel"] = (None, None, "model")
+DISTRIBUTIONS = {
+    "none": lambda: None,
+    "DataParallel": lambda: keras.distribution.DataParallel(devices=devices),
+    "ModelParallel": lambda: keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"),
+}
+
+
+def diagnostics(name):
+    keras.distribution.set_distribution(DISTRIBUTIONS[name]())
+    try:
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu", name="dense"),
+                                  keras.layers.Dense(1, name="head")])
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+        kernel = model.get_layer("dense").kernel
+        gathered = {}
+
+        class Gather(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                gathered[0] = np.asarray(kernel.value)
+
+            def on_epoch_end(self, epoch, logs=None):
+                gathered[epoch + 1] = np.asarray(kernel.value)
+
+        log_dir = tempfile.mkdtemp()
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                  callbacks=[Gather(), InitDiagnostics(log_dir, (x[:16], y[:16]), buckets=7)])
+        events = read_events(log_dir)
+        with jax.enable_x64(True):
+            hlo = jax.jit(array_statistics._summaries(((False, None),))).lower([kernel.value]).compile().as_text()
+        return {
+            "devices": [sorted(d.id for d in piece.devices()) for piece in array_statistics._pieces(kernel.value)],
+            "sharding": str(kernel.value.sharding),
+            "histograms": {tag: {str(step): value.tolist() for step, value in steps.items()}
+                           for tag, steps in events.values.items() if events.plugin[tag] == "histograms"},
+            "numpy": {str(step): np.histogram(k.astype(np.float64), bins=7, range=(k.min(), k.max()))[0].tolist()
+                      for step, k in gathered.items()},
+            "statistics gather": "all-gather" in hlo,
+        }
+    finally:
+        keras.distribution.set_distribution(None)
+
+
+def kernels(name, jit=False):
+    keras.distribution.set_distribution(DISTRIBUTIONS[name]())
+    original = jax_core.should_shard_at_init
+    if jit:
+        jax_core.should_shard_at_init = lambda layout, shape: True
+    try:
+        found = {}
+        for cls in catalog.public_scheme_classes():
+            layer = catalog.layer_for(catalog.example(cls), f"dense_{cls.__name__.split('.')[-1].lower()}")
+            model = keras.Sequential([keras.Input((5,)), layer])
+            kernel = next(w for w in model.weights if w.path.endswith("kernel"))
+            found[cls.__name__] = [np.asarray(kernel.value).tolist(), len(kernel.value.sharding.device_set),
+                                   kernel.value.sharding.is_fully_replicated]
+        return found
+    finally:
+        jax_core.should_shard_at_init = original
+        keras.distribution.set_distribution(None)
+
+
+print(json.dumps({
+    "diagnostics": {name: diagnostics(name) for name in DISTRIBUTIONS},
+    "initializers": {"none": kernels("none"), "DataParallel": kernels("DataParallel"),
+                     "ModelParallel": kernels("ModelParallel"), "ModelParallel, jax.jit": kernels("ModelParallel", True)},
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def jax_devices():
+    env_before = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    try:
+        result = run_python(JAX_DEVICES, backend="jax", cwd=ROOT, timeout=400)
+    finally:
+        if env_before is None:
+            os.environ.pop("XLA_FLAGS")
+        else:
+            os.environ["XLA_FLAGS"] = env_before
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_jax_distributions_log_the_same_tags_and_steps(jax_devices):
+    runs = jax_devices["diagnostics"]
+    reference = runs["none"]["histograms"]
+    assert any(tag.startswith("gradients/") for tag in reference)
+    for name in ("DataParallel", "ModelParallel"):
+        assert {tag: sorted(steps) for tag, steps in runs[name]["histograms"].items()} == \
+            {tag: sorted(steps) for tag, steps in reference.items()}, name
+        for tag, steps in reference.items():  # the same initialization, probe and weights at step 0
+            ours, theirs = np.array(runs[name]["histograms"][tag]["0"]), np.array(steps["0"])
+            np.testing.assert_array_equal(ours[:, 2], theirs[:, 2], err_msg=f"{name} {tag}")
+            np.testing.assert_allclose(ours[:, :2], theirs[:, :2], rtol=1e-6, atol=1e-7, err_msg=f"{name} {tag}")
+
+
+def test_a_sharded_kernel_is_binned_shard_by_shard_as_numpy_bins_the_gathered_kernel(jax_devices):
+    sharded = jax_devices["diagnostics"]["ModelParallel"]
+    assert "'model'" in sharded["sharding"] and sharded["devices"] == [[0], [1]]  # one piece per device
+    assert not sharded["statistics gather"]  # its statistics are reduced where its shards live
+    for name, run in jax_devices["diagnostics"].items():
+        histograms = run["histograms"]["weights/dense/kernel"]
+        assert sorted(histograms) == ["0", "1", "2"]
+        for step, counts in run["numpy"].items():
+            np.testing.assert_array_equal(np.array(histograms[step])[:, 2], counts, err_msg=f"{name} {step}")
+
+
+def test_every_kinit_scheme_initializes_the_same_values_under_jax_distributions(jax_devices):
+    runs = jax_devices["initializers"]
+    reference = runs["none"]
+    assert runs["ModelParallel"].keys() == reference.keys() and len(reference) >= 20
+    assert all(not replicated and devices == 2 for _, devices, replicated in runs["ModelParallel"].values())
+    for name in ("DataParallel", "ModelParallel"):
+        for scheme, (want, _, _) in reference.items():
+            np.testing.assert_array_equal(runs[name][scheme][0], want, err_msg=f"{name}: {scheme}")
+    # Under jax.jit XLA compiles a draw together with the arithmetic that scales it (as it does for
+    # Keras's own RandomNormal), which can move a value by a few float32 roundings of the largest one.
+    for scheme, (want, _, _) in reference.items():
+        got, want = np.array(runs["ModelParallel, jax.jit"][scheme][0]), np.array(want)
+        np.testing.assert_allclose(got, want, rtol=0, atol=8 * np.finfo(np.float32).eps * np.abs(want).max(),
+                                   err_msg=scheme)
