@@ -46,8 +46,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     * histograms ``activations/<layer>/output`` of the layer's output on the
       probe batch,
     * histograms ``gradients/<layer>/<variable>`` of the gradient of the loss
-      on the probe batch (TensorFlow backend; other backends skip them with
-      a one-time notice),
+      on the probe batch (TensorFlow, JAX and PyTorch backends, each with
+      its own automatic differentiation),
     * scalars ``<kind>_<statistic>/<layer>/<name>``: activation mean, std,
       signal (across-example std), zero, dead and saturated fractions;
       weight std, norm and update ratio ‖ΔW‖/‖W‖ since the last log;
@@ -55,10 +55,15 @@ class InitDiagnostics(keras.callbacks.Callback):
     * the health findings as text ``findings`` (and a `logging` warning) at
       step 0 and whenever they change.
 
+    Step 0 is also written alone into the run ``<log_dir>/initialization``,
+    which TensorBoard never samples away, however long the run. In a
+    distributed run only the chief logs (`callbacks.distribution`).
+
     Layer paths are unique (``outer/block/dense``), so nested models never
     collide. Histograms are binned and statistics computed where the tensors
-    live (on the TensorFlow backend all tensors of a log in one traced call
-    each), and NaN/Inf are counted and left out. The probe runs in inference
+    live (all tensors of a log in one traced call each on TensorFlow, one
+    `jax.jit` call each on JAX, eagerly on PyTorch), and NaN/Inf are counted
+    and left out. The probe runs in inference
     mode and never changes the model; from its second log on, its forward and
     gradient pass is a function traced once per model. The callback never ends
     a training run: a failure to compute or write is a warning once and
@@ -212,6 +217,8 @@ class InitDiagnostics(keras.callbacks.Callback):
             values.append(text_value("findings", _markdown(findings, step)))
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
+            if step == 0:
+                self._guard("the initialization run", _write_initialization, self.log_dir, values)
 
     def _writes_here(self) -> bool:
         """Whether this process logs: in a distributed run only the chief
@@ -301,6 +308,22 @@ class InitDiagnostics(keras.callbacks.Callback):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message)
+
+
+#: The run below `log_dir` that holds step 0 alone: TensorBoard keeps a
+#: random sample of 500 steps per histogram tag (1000 per scalar, 10 per
+#: text), in which the initialization does not survive a long run; a run of
+#: one step always keeps it.
+INITIALIZATION_RUN = "initialization"
+
+
+def _write_initialization(log_dir: str, values: list) -> None:
+    """Write step 0's values again into the run ``<log_dir>/initialization``."""
+    writer = SummaryWriter(os.path.join(log_dir, INITIALIZATION_RUN))
+    try:
+        writer.write(0, values)
+    finally:
+        writer.close()
 
 
 def _binnable(observation):
