@@ -141,13 +141,14 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
         feature_spread += (tf.reduce_sum(tf.math.squared_difference(values, chunk_means))
                            + tf.reduce_sum(tf.square(delta)) * rows * chunk_rows / merged)
         means += delta * (chunk_rows / merged)
-        zeros += _count(tf.equal(chunk, 0))
+        chunk_zeros, chunk_subnormals = _zeros_and_subnormals(chunk)
+        zeros += chunk_zeros
         by_unit = tf.reshape(chunk, [-1, units])  # min and max follow from the units'
         unit_low = tf.minimum(unit_low, tf.cast(tf.reduce_min(by_unit, axis=0), _F64))
         unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
         if rule is not None:
             saturated += _count(SATURATION_RULES[rule](chunk))
-        subnormal += _subnormals(chunk)
+        subnormal += chunk_subnormals
         return rows + chunk_rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal
 
     rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal = fold(
@@ -161,13 +162,17 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
                      zeros, dead, saturated, subnormal])
 
 
-def _subnormals(chunk: tf.Tensor) -> tf.Tensor:
-    """How many elements of a chunk are subnormal, as float64."""
+def _zeros_and_subnormals(chunk: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """How many elements of a chunk are 0 and how many are subnormal, as
+    float64, read off the magnitude bits (TensorFlow's CPU kernels would
+    compare a subnormal equal to 0): 0 has none set, a subnormal value has
+    fewer than the smallest normal value."""
     if chunk.dtype not in _SUBNORMAL_BITS:
-        return tf.zeros([], _F64)  # integers, and float16, which TensorFlow keeps
+        return _count(tf.equal(chunk, 0)), tf.zeros([], _F64)  # integers, and float16, which TensorFlow keeps
     bits_type, magnitude, smallest_normal = _SUBNORMAL_BITS[chunk.dtype]
     bits = tf.bitwise.bitwise_and(tf.bitcast(chunk, bits_type), tf.constant(magnitude, bits_type))
-    return _count(tf.logical_and(bits > 0, bits < tf.constant(smallest_normal, bits_type)))
+    zeros = _count(tf.equal(bits, 0))
+    return zeros, _count(bits < tf.constant(smallest_normal, bits_type)) - zeros
 
 
 def _count(condition: tf.Tensor) -> tf.Tensor:

@@ -1,7 +1,8 @@
 """TensorBoard output: bounded-memory histograms, scalars and text.
 
 `histogram_buckets` bins a tensor where it lives, in fixed-width buckets
-(the tensors of a whole log in one traced call, see `callbacks.traced`). A
+(``tf.histogram_fixed_width``'s bins; the tensors of a whole log in one
+traced call, see `callbacks.traced`). A
 tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
 `tf.function`, so the extra memory is a few chunk-sized buffers whatever the
 tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
@@ -41,8 +42,6 @@ _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=No
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
 _COMPUTE = tf.float64  # float32 would overflow on (max - min) of huge values
-#: Slices of a chunk binned side by side (histogram_fixed_width counts serially).
-_PARTS = 4
 
 
 def histogram_buckets(values, buckets: int, finite_range=None):
@@ -106,10 +105,10 @@ def _histogram_of_any(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
     low, high, count = fold(column, extremes, (_COMPUTE.max, _COMPUTE.min, tf.constant(0, tf.int64)))
 
     def bin_finite_counts(chunk, counts):
-        # Non-finite values are parked in bucket 0 and taken out again.
+        # Non-finite values are parked in bin 0 and taken out again.
         values = tf.cast(chunk, _COMPUTE)
         finite = tf.math.is_finite(values)
-        binned = tf.histogram_fixed_width(tf.where(finite, values, low), [low, high], buckets, dtype=tf.int64)
+        binned = _bins(tf.where(finite, values, low), low, high, buckets)
         parked = tf.math.count_nonzero(tf.logical_not(finite))
         return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
 
@@ -136,13 +135,32 @@ def _column(values: tf.Tensor) -> tf.Tensor:
 def _bin_counts(column: tf.Tensor, low, high, buckets) -> tf.Tensor:
     """Bucket counts of finite values in [low, high], chunk by chunk."""
     def bin_counts(chunk, counts):
-        values = tf.reshape(tf.cast(chunk, _COMPUTE), [-1])
-        part = (tf.size(values, out_type=tf.int64) + _PARTS - 1) // _PARTS
-        slices = [values[i * part:(i + 1) * part] for i in range(_PARTS)]
-        return (counts + tf.add_n([tf.histogram_fixed_width(piece, [low, high], buckets, dtype=tf.int64)
-                                   for piece in slices]),)
+        return (counts + _bins_in_range(tf.reshape(tf.cast(chunk, _COMPUTE), [-1]), low, high, buckets),)
 
     return fold(column, bin_counts, (tf.zeros([buckets], tf.int64),))[0]
+
+
+def _bins(values: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """The counts ``tf.histogram_fixed_width(values, [low, high], buckets)``
+    gives (its own formula: the bin of ``x`` is ``(max(x, low) − low) /
+    ((high − low) / buckets)`` truncated, at most ``buckets − 1``), counted by
+    `tf.math.bincount`, which counts in parallel where the histogram op
+    counts element after element: half the time on a large tensor."""
+    width = (high - low) / tf.cast(buckets, _COMPUTE)
+    last = tf.cast(buckets - 1, _COMPUTE)
+    bins = tf.cast(tf.minimum((tf.maximum(values, low) - low) / width, last), tf.int32)
+    return tf.cast(tf.math.bincount(bins, minlength=buckets, maxlength=buckets), tf.int64)
+
+
+def _bins_in_range(values: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """`_bins` of values known to lie in [low, high], two passes shorter:
+    ``max(x, low)`` is ``x`` there, and the one bin past the last (where
+    ``x`` is `high`, or rounds to it) is added to the last instead of every
+    bin being clipped."""
+    width = (high - low) / tf.cast(buckets, _COMPUTE)
+    counts = tf.math.bincount(tf.cast((values - low) / width, tf.int32), minlength=buckets + 1,
+                              maxlength=buckets + 1)
+    return tf.cast(tf.concat([counts[:-2], [counts[-2] + counts[-1]]], axis=0), tf.int64)
 
 
 def _buckets(low, high, count, buckets, counts) -> tf.Tensor:
