@@ -19,21 +19,24 @@ value gives ``k`` empty buckets.
 
 One log's histograms, scalars and text go into one `Summary` protocol
 buffer written by a single op: one eager op per scalar would cost more than
-the statistics themselves.
+the statistics themselves. On JAX and PyTorch it is written without any
+TensorFlow op (see `SummaryWriter`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 from .traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
@@ -205,14 +208,25 @@ def text_value(tag: str, markdown: str) -> summary_pb2.Summary.Value:
 class SummaryWriter:
     """An event-file writer for one log directory.
 
+    On the TensorFlow backend TensorFlow's own (`tf.summary`); on JAX and
+    PyTorch TensorBoard's (`EventFileWriter`, the one `torch.utils.tensorboard`
+    uses; the same files), so that logging runs no TensorFlow op there: after
+    one, TensorFlow's idle threads keep spinning for seconds, and on a small
+    machine PyTorch's own threads then run many times slower (measured:
+    a PyTorch CNN's log took 1.6 s instead of 0.08 s).
+
     Raises `OSError` naming the directory if it cannot be created or written.
     """
 
     def __init__(self, log_dir):
         self.log_dir = os.fspath(log_dir)
+        self._events = None
         try:
             tf.io.gfile.makedirs(self.log_dir)
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            if keras.backend.backend() == "tensorflow":
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            else:
+                self._events = EventFileWriter(self.log_dir, filename_suffix=".v2")
         except (tf.errors.OpError, OSError) as error:
             message = getattr(error, "message", None) or str(error)
             raise OSError(f"cannot write TensorBoard logs to log_dir={self.log_dir!r}: {message}") from error
@@ -220,10 +234,14 @@ class SummaryWriter:
     def write(self, step: int, values: Iterable[summary_pb2.Summary.Value]) -> None:
         """Write summary values under `step` in one event, and flush.
 
-        Writes whatever `tf.summary.record_if` condition is in force; raises
-        `RuntimeError` if TensorFlow still declines to write.
+        On TensorFlow, writes whatever `tf.summary.record_if` condition is in
+        force; raises `RuntimeError` if TensorFlow still declines to write.
         """
         summary = summary_pb2.Summary(value=list(values))
+        if self._events is not None:
+            self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+            self._events.flush()
+            return
         # Explicitly on: Keras's TensorBoard(update_freq=N) leaves a
         # `record_if(batch % N == 0)` in force for the whole training.
         with self._writer.as_default(), tf.summary.record_if(True):
@@ -234,4 +252,4 @@ class SummaryWriter:
         self._writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        (self._events or self._writer).close()

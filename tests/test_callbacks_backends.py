@@ -119,6 +119,8 @@ result = {
 }
 if backend == "torch":
     result["grads accumulated"] = [v.value.grad is not None for v in model.trainable_variables]
+from kinit.callbacks import writer
+result["written by tensorflow"] = writer.SummaryWriter(tempfile.mkdtemp())._events is None
 
 if backend != "tensorflow":
     from test_callbacks_tensor_statistics import CASES, numpy_reference
@@ -243,6 +245,12 @@ def test_on_jax_the_probe_and_the_statistics_compile_once_per_model(backend_runs
     calls = backend_runs["jax"]["layer calls after each log"]
     assert calls[1:] == [calls[0]] * 3  # later logs run the compiled pass: no Python call of the layer
     assert set(backend_runs["jax"]["compiled statistics per model"]) == {1}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_event_files_are_written_by_tensorflow_only_on_its_own_backend(backend_runs, backend):
+    # A TensorFlow op leaves TensorFlow's threads spinning, which slows PyTorch's for seconds.
+    assert backend_runs[backend]["written by tensorflow"] == (backend == "tensorflow")
 
 
 def test_on_torch_the_statistics_and_histograms_run_without_a_graph_break(backend_runs):
