@@ -379,7 +379,8 @@ def _pieces(values) -> list:
     """The parts of `values` to bin: each distinct shard of a sharded JAX
     array (on its own device), else the tensor itself (one copy of it)."""
     values = _one_copy(values)
-    if keras.backend.backend() != "jax" or len(values.sharding.device_set) == 1:
+    if keras.backend.backend() != "jax" or len(values.sharding.device_set) == 1 \
+            or not values.is_fully_addressable:  # shards of other processes: one program in all of them
         return [values]
     distinct = {}
     for shard in values.addressable_shards:

@@ -15,7 +15,7 @@ from kinit.model_map import map_model
 from kinit.validation import check_int
 
 from .compiled import compiled_pass
-from .distribution import writes_here
+from .distribution import computes_here, writes_here
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
@@ -146,7 +146,8 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._steps_done: Optional[int] = None
         self._probe_fits = True
         self._compiled = compiled_pass()
-        self._here: Optional[bool] = None  # whether this process logs (`distribution.writes_here`)
+        self._here: Optional[bool] = None  # whether this process computes (`distribution.computes_here`)
+        self._chief = True  # whether it writes (`distribution.writes_here`)
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -155,12 +156,12 @@ class InitDiagnostics(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
-        if not self._writes_here():
+        if not self._computes_here():
             return
         self._entries = None  # layers may have been added or removed since the last fit
         self._shift = None  # set at this fit's first epoch
         self._probe_fits = self._guard("the probe", self._check_probe) is not False
-        if self._writer is None:
+        if self._writer is None and self._chief:
             try:
                 self._writer = SummaryWriter(self.log_dir)
             except OSError as error:
@@ -195,7 +196,7 @@ class InitDiagnostics(keras.callbacks.Callback):
     def log(self, step: int) -> None:
         """Observe the model now and write everything under `step` (flushed)."""
         self._last_step = step
-        if not self._writes_here():
+        if not self._computes_here():
             return
         observed = self._guard("the probe", self._observe)
         if observed is None:
@@ -220,14 +221,15 @@ class InitDiagnostics(keras.callbacks.Callback):
             if step == 0:
                 self._guard("the initialization run", _write_initialization, self.log_dir, values)
 
-    def _writes_here(self) -> bool:
-        """Whether this process logs: in a distributed run only the chief
-        does (`callbacks.distribution`); the others compute nothing."""
+    def _computes_here(self) -> bool:
+        """Whether this process computes the diagnostics: in a distributed run
+        the chief, which alone writes them (`callbacks.distribution`)."""
         if self._here is None:
-            self._here = self._guard("the distribution", writes_here, self.model) is not False
-            if not self._here:
+            self._here = self._guard("the distribution", computes_here, self.model) is not False
+            self._chief = self._guard("the distribution", writes_here, self.model) is not False
+            if not self._chief:
                 logger.info("InitDiagnostics: this process is not the chief of the distributed run; "
-                            "the chief logs the diagnostics.")
+                            "the chief writes the diagnostics.")
         return self._here
 
     def _check_probe(self) -> bool:

@@ -1,9 +1,9 @@
-"""Which process of a distributed run writes the diagnostics.
+"""Which processes of a distributed run compute and write the diagnostics.
 
 Every worker of a multi-worker run holds the same weights, so one of them
 logging is enough, and several writing into one `log_dir` would interleave
 duplicate event files. Only the process that writes summaries by its
-framework's convention logs:
+framework's convention writes:
 
 * TensorFlow: the model's `tf.distribute` strategy's
   ``extended.should_save_summary`` (the chief of a
@@ -12,8 +12,12 @@ framework's convention logs:
 * JAX: process 0 (`jax.process_index`) of a multi-process run;
 * PyTorch: rank 0 when `torch.distributed` is initialized.
 
-The other processes compute nothing at all: the diagnostics never wait for
-another worker, so no worker can block one that fails to write.
+On TensorFlow and PyTorch the other processes compute nothing at all: the
+diagnostics there run no collective operation, never wait for another
+worker, and so no worker can block one that fails to write. A multi-process
+JAX computation over arrays that span processes must run in every process
+(XLA's programs are SPMD), so there every process computes and process 0
+alone writes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import keras
 
 
 def writes_here(model) -> bool:
-    """Whether this process logs the diagnostics of `model` (see the module docstring)."""
+    """Whether this process writes the diagnostics of `model` (see the module docstring)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -39,3 +43,9 @@ def writes_here(model) -> bool:
         return not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
             or torch.distributed.get_rank() == 0
     return True
+
+
+def computes_here(model) -> bool:
+    """Whether this process computes the diagnostics of `model`: the one that
+    writes them, and on JAX every process."""
+    return keras.backend.backend() == "jax" or writes_here(model)

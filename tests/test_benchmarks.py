@@ -43,9 +43,7 @@ def test_make_bench_runs_exactly_the_scripts_tested_here():
     assert sorted(path.stem for path in BENCHMARKS.glob("*.py")) == sorted(SCRIPTS)
 
 
-def test_callback_overhead_times_every_variant_against_no_callback(capsys):
-    tables = load_benchmark("callback_overhead").main(["--smoke"])
-    assert len(tables) == 2 and tables[0] in capsys.readouterr().out  # MLP and CNN
+def check_overhead_tables(tables):
     for table in tables:
         by_variant = {row[0]: row for row in rows(table)}
         assert list(by_variant) == ["none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max"]
@@ -60,6 +58,22 @@ def test_callback_overhead_times_every_variant_against_no_callback(capsys):
         assert median(by_variant["none"][4]) == 0  # no callback, no on_epoch_end time
         assert median(by_variant["InitDiagnostics defaults"][4]) > 0
         assert re.search(r"InitDiagnostics defaults / none: [\d.]+× \(goal ≤ 1\.10×: (met|missed)\)", table)
+
+
+def test_callback_overhead_times_every_variant_against_no_callback(capsys):
+    tables = load_benchmark("callback_overhead").main(["--smoke", "--backends", "tensorflow"])
+    assert len(tables) == 2 and tables[0] in capsys.readouterr().out  # MLP and CNN
+    assert all("backend tensorflow" in table.splitlines()[0] for table in tables)
+    check_overhead_tables(tables)
+
+
+def test_callback_overhead_measures_jax_and_pytorch_each_in_its_own_process(capsys):
+    tables = load_benchmark("callback_overhead").main(["--smoke", "--backends", "jax", "torch"])
+    assert [table.splitlines()[0].split(", ")[-1] for table in tables] == [
+        "backend jax", "backend jax", "backend torch", "backend torch"]  # MLP and CNN on each
+    out = capsys.readouterr().out
+    assert all(table in out for table in tables)
+    check_overhead_tables(tables)
 
 
 def test_histogram_memory_sees_the_one_hot_matrix_that_kinit_avoids(capsys):

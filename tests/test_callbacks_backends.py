@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+# Every test here shares the three backend runs below: one pytest-xdist group,
+# so that one worker makes them (`make test` distributes by group).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("callback-backends")]
 
 MIRRORED = """
 import json, tempfile

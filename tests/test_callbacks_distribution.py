@@ -22,6 +22,10 @@ from conftest import ROOT, run_python
 from tensorboard_events import read_events
 
 pytestmark = pytest.mark.slow
+#: The tests sharing one two-worker run, or one JAX run, form a pytest-xdist
+#: group each, so that one worker makes it (`make test` distributes by group).
+MULTI_WORKER = pytest.mark.xdist_group("multi-worker")
+JAX_DEVICES_GROUP = pytest.mark.xdist_group("jax-devices")
 
 #: Keras 3.15's `fit` cannot run under MultiWorkerMirroredStrategy
 #: (keras-team/keras#20585), so each worker trains in a custom loop that
@@ -131,6 +135,7 @@ def two_workers(tmp_path_factory):
     return reports, log_dir, data
 
 
+@MULTI_WORKER
 def test_two_workers_train_in_sync_and_the_chief_is_worker_0(two_workers):
     (chief, worker), _, _ = two_workers
     assert (chief["chief"], worker["chief"]) == (True, False)
@@ -139,6 +144,7 @@ def test_two_workers_train_in_sync_and_the_chief_is_worker_0(two_workers):
     assert chief["weights"]["0"] != chief["weights"][str(EPOCHS)]  # and it trained
 
 
+@MULTI_WORKER
 def test_only_the_chief_writes_event_files(two_workers):
     (chief, worker), log_dir, _ = two_workers
     written = [path for path in log_dir.rglob("events.out.tfevents.*")]
@@ -146,12 +152,14 @@ def test_only_the_chief_writes_event_files(two_workers):
     assert not any(str(worker["pid"]) in path.name for path in log_dir.rglob("*"))
 
 
+@MULTI_WORKER
 def test_a_chief_that_cannot_write_blocks_no_one(two_workers):
     # The chief's second callback could not make its log_dir: both workers still finished every epoch.
     (chief, worker), _, _ = two_workers
     assert not chief["blocked"] and sorted(worker["weights"]) == [str(s) for s in range(EPOCHS + 1)]
 
 
+@MULTI_WORKER
 def test_the_chief_logs_what_a_single_worker_logs_on_the_same_weights(two_workers, tmp_path):
     from kinit.callbacks import InitDiagnostics
 
@@ -284,6 +292,7 @@ def jax_devices():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@JAX_DEVICES_GROUP
 def test_jax_distributions_log_the_same_tags_and_steps(jax_devices):
     runs = jax_devices["diagnostics"]
     reference = runs["none"]["histograms"]
@@ -297,6 +306,7 @@ def test_jax_distributions_log_the_same_tags_and_steps(jax_devices):
             np.testing.assert_allclose(ours[:, :2], theirs[:, :2], rtol=1e-6, atol=1e-7, err_msg=f"{name} {tag}")
 
 
+@JAX_DEVICES_GROUP
 def test_a_sharded_kernel_is_binned_shard_by_shard_as_numpy_bins_the_gathered_kernel(jax_devices):
     sharded = jax_devices["diagnostics"]["ModelParallel"]
     assert "'model'" in sharded["sharding"] and sharded["devices"] == [[0], [1]]  # one piece per device
@@ -308,6 +318,7 @@ def test_a_sharded_kernel_is_binned_shard_by_shard_as_numpy_bins_the_gathered_ke
             np.testing.assert_array_equal(np.array(histograms[step])[:, 2], counts, err_msg=f"{name} {step}")
 
 
+@JAX_DEVICES_GROUP
 def test_every_kinit_scheme_initializes_the_same_values_under_jax_distributions(jax_devices):
     runs = jax_devices["initializers"]
     reference = runs["none"]
