@@ -23,8 +23,13 @@ $(VENV)/.demo-deps: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[examples]"
 	touch $@
 
+# pytest-xdist: one worker per core (the slow tests are subprocesses and
+# trainings that spread well over two); tests sharing one expensive run are
+# an xdist_group, which loadgroup keeps on one worker.
+PYTEST_WORKERS ?= auto
+
 test: $(VENV)/.test-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 demo: $(VENV)/.demo-deps
 	$(PY) examples/fashion_mnist_comparison.py $(DEMO_ARGS)

@@ -12,15 +12,22 @@ in every repetition (their order rotates):
 * ``InitDiagnostics defaults`` — weights, activations and gradients on a
   256-example probe batch, 30 buckets;
 * ``InitDiagnostics max`` — the same on a 1024-example probe batch with 100
-  buckets.
+  buckets;
+* ``InitDiagnostics spectra`` — the defaults with ``spectra=True`` (each
+  kernel's spectral norm, stable rank and power-law α).
 
 An epoch's time runs from ``on_epoch_begin`` to the end of every callback's
 ``on_epoch_end`` (where the histograms are written); the first epoch of a
 run (tracing) is not timed. On a shared machine epoch times wander by more
 than the overhead, so the time spent inside the callbacks' own
 ``on_epoch_end`` is also measured and shown as a share of the no-callback
-epoch. The step-0 log happens in ``on_train_begin`` and shows in the
-whole-``fit`` time.
+epoch, and as a ratio to the time Keras's ``TensorBoard`` spends there in
+the same repetition. The cost of the spectra is the difference between the
+``on_epoch_end`` times of ``InitDiagnostics spectra`` and ``InitDiagnostics
+defaults``, per repetition, and, steadier, the time spent computing them
+inside ``on_epoch_end`` (timed around each kernel's); the line under each
+table gives both in seconds and against Keras's ``TensorBoard``. The step-0 log happens in
+``on_train_begin`` and shows in the whole-``fit`` time.
 
 Every Keras backend is measured in a process of its own (the backend is
 chosen when Keras is imported): TensorFlow, JAX and PyTorch by default, each
@@ -55,8 +62,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kinit.callbacks import InitDiagnostics  # noqa: E402
+import kinit.callbacks.callback as callback_module  # noqa: E402
 
-VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max")
+VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max",
+            "InitDiagnostics spectra")
 BACKENDS = ("tensorflow", "jax", "torch")
 SMOKE_EXAMPLES = {"mlp": 512, "cnn": 256}
 GOAL = 1.10
@@ -67,6 +76,7 @@ class Run:
     epoch: float  # median seconds of the timed epochs
     hook: float  # median seconds inside the callbacks' on_epoch_end
     fit: float  # seconds of the whole fit, step-0 log included
+    spectra: float  # median seconds of the kernels' spectra inside on_epoch_end
 
 
 def main(argv=None) -> list[str]:
@@ -129,14 +139,15 @@ def compare(build, x, y, args) -> dict[str, list[Run]]:
         keras.utils.set_random_seed(repetition)
         model = build()
         timer = EpochTimer()
-        with tempfile.TemporaryDirectory() as log_dir:
+        with tempfile.TemporaryDirectory() as log_dir, SpectraClock() as clock:
             callbacks = variant_callbacks(variant, log_dir, x, y)
-            hook_seconds = [time_epoch_end(callback) for callback in callbacks]
+            hook_seconds = [time_epoch_end(callback, clock) for callback in callbacks]
             _, fit_seconds = bench.timed(model.fit, x, y, batch_size=args.batch_size, epochs=args.epochs,
                                          verbose=0, callbacks=callbacks + [timer])
         per_epoch = [sum(epoch) for epoch in zip(*hook_seconds)][1:]  # the first epoch is not timed
+        spectra = [sum(epoch) for epoch in zip(*(clock.per_call[id(c)] for c in callbacks))][1:]
         return Run(statistics.median(timer.seconds[1:]), statistics.median(per_epoch) if per_epoch else 0.0,
-                   fit_seconds)
+                   fit_seconds, statistics.median(spectra) if spectra else 0.0)
 
     return bench.interleave(VARIANTS, args.repeats, run)
 
@@ -148,20 +159,50 @@ def variant_callbacks(variant: str, log_dir: str, x, y) -> list:
         return [InitDiagnostics(log_dir, (x[:256], y[:256]))]
     if variant == "InitDiagnostics max":
         return [InitDiagnostics(log_dir, (x[:1024], y[:1024]), buckets=100)]
+    if variant == "InitDiagnostics spectra":
+        return [InitDiagnostics(log_dir, (x[:256], y[:256]), spectra=True)]
     return []
 
 
-def time_epoch_end(callback) -> list[float]:
-    """Make `callback` record the seconds each of its on_epoch_end calls takes."""
+def time_epoch_end(callback, clock: "SpectraClock") -> list[float]:
+    """Make `callback` record the seconds each of its on_epoch_end calls
+    takes (and `clock` the seconds of the spectra within each)."""
     seconds, original = [], callback.on_epoch_end
+    spectra = clock.per_call[id(callback)] = []
 
     def on_epoch_end(epoch, logs=None):
-        start = time.perf_counter()
+        start, spectra_before = time.perf_counter(), clock.total
         original(epoch, logs)
         seconds.append(time.perf_counter() - start)
+        spectra.append(clock.total - spectra_before)
 
     callback.on_epoch_end = on_epoch_end
     return seconds
+
+
+class SpectraClock:
+    """While entered, adds up the seconds InitDiagnostics spends on the
+    kernels' spectra (its calls of `kinit.callbacks.rows.spectra_row`)."""
+
+    def __init__(self):
+        self.total = 0.0
+        self.per_call: dict[int, list[float]] = {}
+
+    def __enter__(self):
+        self._original = callback_module.spectra_row
+
+        def timed(*args):
+            start = time.perf_counter()
+            try:
+                return self._original(*args)
+            finally:
+                self.total += time.perf_counter() - start
+
+        callback_module.spectra_row = timed
+        return self
+
+    def __exit__(self, *exc):
+        callback_module.spectra_row = self._original
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -181,14 +222,16 @@ class EpochTimer(keras.callbacks.Callback):
 def print_table(title: str, results: dict[str, list[Run]]) -> str:
     none = [run.epoch for run in results["none"]]
     keras_tb = [run.epoch for run in results["keras TensorBoard"]]
+    keras_tb_hook = [run.hook for run in results["keras TensorBoard"]]
     none_fit = [run.fit for run in results["none"]]
     rows = []
     for variant, runs in results.items():
-        epochs = [run.epoch for run in runs]
+        epochs, hooks = [run.epoch for run in runs], [run.hook for run in runs]
         rows.append([
             variant, bench.spread(epochs, 3), bench.spread(bench.ratios(epochs, none), 3),
-            bench.spread(bench.ratios(epochs, keras_tb), 3), bench.spread([run.hook for run in runs], 3),
-            bench.spread(bench.ratios([run.hook for run in runs], none), 1, scale=100, suffix=" %"),
+            bench.spread(bench.ratios(epochs, keras_tb), 3), bench.spread(hooks, 3),
+            bench.spread(bench.ratios(hooks, none), 1, scale=100, suffix=" %"),
+            bench.spread(bench.ratios(hooks, keras_tb_hook), 2),
             bench.spread([run.fit for run in runs]),
             bench.spread(bench.ratios([run.fit for run in runs], none_fit), 3),
         ])
@@ -196,8 +239,24 @@ def print_table(title: str, results: dict[str, list[Run]]) -> str:
     note = (f"{bench.verdict('InitDiagnostics defaults / none', bench.ratios(ours, none), GOAL)}; "
             f"{bench.verdict('InitDiagnostics defaults / keras TensorBoard', bench.ratios(ours, keras_tb), 1.0)}.")
     headers = ["variant", "epoch s", "epoch / none", "epoch / keras TensorBoard", "on_epoch_end s",
-               "on_epoch_end / none epoch", "fit s", "fit / none"]
-    return bench.print_table(title, headers, rows, note)
+               "on_epoch_end / none epoch", "on_epoch_end / keras TensorBoard", "fit s", "fit / none"]
+    return bench.print_table(title, headers, rows, note + "\n\n" + spectra_cost(results))
+
+
+def spectra_cost(results: dict[str, list[Run]]) -> str:
+    """The on_epoch_end seconds the spectra add to the defaults, and that
+    time against Keras's TensorBoard's, per repetition."""
+    off = [run.hook for run in results["InitDiagnostics defaults"]]
+    on = [run.hook for run in results["InitDiagnostics spectra"]]
+    keras_tb = [run.hook for run in results["keras TensorBoard"]]
+    added = [with_spectra - without for with_spectra, without in zip(on, off)]
+    computing = [run.spectra for run in results["InitDiagnostics spectra"]]
+    return (f"Spectra: on_epoch_end {bench.spread(on, 3)} s with, {bench.spread(off, 3)} s without; "
+            f"they add {bench.spread(added, 3)} s per log, "
+            f"{bench.spread(bench.ratios(added, keras_tb), 2)}× Keras TensorBoard's on_epoch_end; "
+            f"with spectra / keras TensorBoard: {bench.spread(bench.ratios(on, keras_tb), 2)}×. "
+            f"Timed directly, computing them takes {bench.spread(computing, 4)} s per log, "
+            f"{bench.spread(bench.ratios(computing, keras_tb), 2)}× Keras TensorBoard's on_epoch_end.")
 
 
 def profile_one_log(build, x, y) -> None:

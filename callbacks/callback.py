@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -12,14 +13,14 @@ import numpy as np
 
 from kinit.inputs import check_against_model, check_batch_size, read_batch
 from kinit.model_map import map_model
-from kinit.validation import check_int
+from kinit.validation import check_bool, check_int
 
 from .compiled import compiled_pass
 from .distribution import computes_here, writes_here
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
-from .rows import make_row, summaries_where_they_live
+from .rows import make_row, spectra_row, summaries_where_they_live
 from .tensor_statistics import SPARSE_TYPES
 from .writer import SummaryWriter, histogram_value, histogram_values, scalar_value, text_value
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("kinit.callbacks")
 
 #: Row statistics written as scalars, per kind (tag ``<kind>_<stat>/<layer>/<name>``).
 SCALARS = {
-    "weight": ("std", "norm", "update_ratio", "nan", "inf"),
+    "weight": ("std", "norm", "update_ratio", "nan", "inf", "spectral_norm", "stable_rank", "alpha"),
     "activation": ("mean", "std", "signal", "zero_fraction", "dead_fraction",
                    "saturated_fraction", "nan", "inf"),
     "gradient": ("norm", "nan", "inf"),
@@ -51,7 +52,10 @@ class InitDiagnostics(keras.callbacks.Callback):
     * scalars ``<kind>_<statistic>/<layer>/<name>``: activation mean, std,
       signal (across-example std), zero, dead and saturated fractions;
       weight std, norm and update ratio ‖ΔW‖/‖W‖ since the last log;
-      gradient norm; NaN and Inf counts of each,
+      gradient norm; NaN and Inf counts of each; with ``spectra=True``,
+      each kernel's spectral norm, stable rank and power-law exponent α
+      (``weight_spectral_norm``, ``weight_stable_rank``, ``weight_alpha``;
+      see `kinit.callbacks.spectra`),
     * the health findings as text ``findings`` (and a `logging` warning) at
       step 0 and whenever they change.
 
@@ -95,6 +99,10 @@ class InitDiagnostics(keras.callbacks.Callback):
         buckets: histogram bucket count.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+        spectra: also log each kernel's spectral norm, stable rank and α
+            (one eigendecomposition of its ``WᵀW`` per log; off by default).
+            A kernel holding NaN/Inf gives none of them, one too small to
+            fit gives no α.
 
     Reference:
         - [Glorot & Bengio, 2010](https://proceedings.mlr.press/v9/glorot10a.html):
@@ -118,6 +126,7 @@ class InitDiagnostics(keras.callbacks.Callback):
         exploding_factor: float = Thresholds.exploding_factor,
         dead_fraction: float = Thresholds.dead_fraction,
         saturated_fraction: float = Thresholds.saturated_fraction,
+        spectra: bool = False,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -130,6 +139,7 @@ class InitDiagnostics(keras.callbacks.Callback):
                          "gradients": bool(gradients)}
         self.layer_filter = _check_pattern(owner, layer_filter)
         self.buckets = check_int(owner, "buckets", buckets, minimum=1)
+        self.spectra = check_bool(owner, "spectra", spectra)
         self.thresholds = Thresholds.checked(
             owner, vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
             dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
@@ -268,6 +278,9 @@ class InitDiagnostics(keras.callbacks.Callback):
         values = np.array(keras.ops.convert_to_numpy(observation.value), copy=True)  # kept for the next log
         row = make_row(observation, summary, self._previous.get(observation.tag), values)
         self._previous[observation.tag] = values
+        if self.spectra:  # its own guard: a failure loses the three numbers, not the row
+            numbers = self._guard("weight spectra", spectra_row, observation, values) or {}
+            row = dataclasses.replace(row, **numbers)
         return row
 
     def _histograms(self, observations, rows: list) -> list:

@@ -10,6 +10,7 @@ import numpy as np
 from kinit.inputs import check_against_model, check_batch_size, read_batch
 from kinit.model_map import map_model
 from kinit.report import Report, text_table
+from kinit.validation import check_bool
 
 from .findings import Thresholds, find_problems
 from .layers import discover
@@ -24,6 +25,9 @@ _COLUMNS = (
     ("signal", "signal", ".3g"), ("zero_fraction", "zero", ".0%"), ("dead_fraction", "dead", ".0%"),
     ("saturated_fraction", "sat", ".0%"), ("nan", "nan", "d"), ("inf", "inf", "d"),
 )
+#: Columns added by ``spectra=True``.
+_SPECTRA_COLUMNS = (("spectral_norm", "sigma_max", ".3g"), ("stable_rank", "stable_rank", ".3g"),
+                    ("alpha", "alpha", ".3g"))
 
 
 class Diagnosis(Report):
@@ -35,14 +39,19 @@ class Diagnosis(Report):
         findings: plain-language problems; empty when the model looks healthy.
         notes: what could not be observed (e.g. gradients without targets,
             wiring the model map could not trace).
+        spectra: whether the kernels' spectral numbers were computed (the
+            table then shows them).
     """
 
     columns = tuple(key for key, _, _ in _COLUMNS)
 
-    def __init__(self, rows: List[DiagnosticRow], findings: List[str], notes: List[str]):
+    def __init__(self, rows: List[DiagnosticRow], findings: List[str], notes: List[str], spectra: bool = False):
         super().__init__(rows)
         self.findings = findings
         self.notes = notes
+        self.spectra = spectra
+        self._shown = _COLUMNS + (_SPECTRA_COLUMNS if spectra else ())
+        self.columns = tuple(key for key, _, _ in self._shown)
 
     @property
     def rows(self) -> List[DiagnosticRow]:
@@ -50,10 +59,10 @@ class Diagnosis(Report):
         return list(self)
 
     def cells(self) -> List[List[str]]:
-        return [[_cell(row[key], fmt) for key, _, fmt in _COLUMNS] for row in self]
+        return [[_cell(row[key], fmt) for key, _, fmt in self._shown] for row in self]
 
     def __str__(self) -> str:
-        lines = [text_table([[heading for _, heading, _ in _COLUMNS]] + self.cells()), ""]
+        lines = [text_table([[heading for _, heading, _ in self._shown]] + self.cells()), ""]
         lines += [f"! {finding}" for finding in self.findings] or ["No problems found."]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
@@ -74,6 +83,7 @@ def diagnose(
     exploding_factor: float = Thresholds.exploding_factor,
     dead_fraction: float = Thresholds.dead_fraction,
     saturated_fraction: float = Thresholds.saturated_fraction,
+    spectra: bool = False,
 ) -> Diagnosis:
     """Statistics and health findings of a model as it is now, on a batch `x`.
 
@@ -102,6 +112,8 @@ def diagnose(
         layer_filter: a regular expression; only layers whose path matches.
         vanishing_factor, exploding_factor, dead_fraction, saturated_fraction:
             finding thresholds (see `callbacks.findings`).
+        spectra: also give each kernel's ``spectral_norm``, ``stable_rank``
+            and ``alpha`` (see `kinit.callbacks.spectra`; None in the other rows).
 
     Reference:
         The same as `InitDiagnostics` (Glorot & Bengio, 2010; Goodfellow,
@@ -110,6 +122,7 @@ def diagnose(
     thresholds = Thresholds.checked(
         "diagnose", vanishing_factor=vanishing_factor, exploding_factor=exploding_factor,
         dead_fraction=dead_fraction, saturated_fraction=saturated_fraction)
+    spectra = check_bool("diagnose", "spectra", spectra)
     if y is None and sample_weight is None:
         batch = read_batch("diagnose", x, "x", MAX_PROBE_EXAMPLES)
     else:
@@ -121,8 +134,9 @@ def diagnose(
     model_map = map_model(model, batch.x)
     entries = discover(model_map, layer_filter)
     observations, notes = observe(model_map, entries, batch.x, batch.y, batch.sample_weight, loss=loss)
-    rows = [make_row(o, summary) for o, summary in zip(observations, summaries_where_they_live(observations))]
-    return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes)
+    rows = [make_row(o, summary, spectra=spectra)
+            for o, summary in zip(observations, summaries_where_they_live(observations))]
+    return Diagnosis(rows, [str(f) for f in find_problems(rows, thresholds)], notes, spectra)
 
 
 def _cell(value, fmt: str) -> str:

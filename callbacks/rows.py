@@ -11,8 +11,10 @@ for activations ``signal``, ``dead_fraction`` and ``saturated_fraction``,
 for weights ``identical_units`` (kernels only), ``identical_outgoing`` (a
 layer's ``kernel`` whose units are identical: whether everything downstream
 reads them alike, see `kinit.callbacks.downstream`; None when its output is
-a model output or the wiring is not known) and ``update_ratio`` (since the
-previous look, callback only).
+a model output or the wiring is not known), ``update_ratio`` (since the
+previous look, callback only) and, with spectra asked for, a kernel's (a
+weight whose name ends in ``kernel``) ``spectral_norm``, ``stable_rank``
+and ``alpha`` (see `kinit.callbacks.spectra`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import keras
 import numpy as np
 
 from .observe import Observation
+from .spectra import eigenvalues, spectral_statistics
 from .statistics import activation_summary, identical_slices, identical_units, summarize, update_ratio
+from .tensor_spectra import eigenvalues as tensor_eigenvalues
 from .tensor_statistics import summarize_tensors
 
 
@@ -57,6 +61,9 @@ class DiagnosticRow:
     identical_units: Optional[bool] = None
     identical_outgoing: Optional[bool] = None
     update_ratio: Optional[float] = None
+    spectral_norm: Optional[float] = None
+    stable_rank: Optional[float] = None
+    alpha: Optional[float] = None
 
     def __getitem__(self, key: str):
         if key not in ROW_KEYS:
@@ -104,11 +111,13 @@ def summaries_where_they_live(observations: List[Observation],
 
 
 def make_row(observation: Observation, summary: Optional[dict] = None,
-             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None) -> DiagnosticRow:
+             previous: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None,
+             spectra: bool = False) -> DiagnosticRow:
     """The statistics row of `observation`. `summary`: its `tensor_summaries`
     entry, if any (otherwise NumPy computes the numbers); `previous`: the
     weight's values at the previous look, for the update ratio; `values`:
-    the observation's value as NumPy, if the caller has it already."""
+    the observation's value as NumPy, if the caller has it already;
+    `spectra`: whether to add a kernel's `spectra_row`."""
     entry = observation.entry
     value = observation.value
     row = dict.fromkeys(ROW_KEYS)
@@ -133,4 +142,17 @@ def make_row(observation: Observation, summary: Optional[dict] = None,
                 identical_slices(keras.ops.convert_to_numpy(weight), axis) for weight, axis in entry.outgoing)
         if previous is not None:
             row["update_ratio"] = update_ratio(previous, values)
+        if spectra:
+            row.update(spectra_row(observation, values))
     return DiagnosticRow(**row)
+
+
+def spectra_row(observation: Observation, values: np.ndarray) -> dict:
+    """`spectral_statistics` of a kernel (a weight whose name ends in
+    ``kernel``, read with its units last); {} for any other observation.
+    On the TensorFlow backend TensorFlow computes the eigenvalues (see
+    `kinit.callbacks.tensor_spectra`)."""
+    if observation.kind != "weight" or not observation.name.endswith("kernel"):
+        return {}
+    solver = tensor_eigenvalues if keras.backend.backend() == "tensorflow" else eigenvalues
+    return spectral_statistics(values, observation.entry.units_axis, solver)

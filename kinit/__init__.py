@@ -30,6 +30,8 @@ from kinit.model_map import ModelMap, map_model
 from kinit.orthogonal import ConvolutionOrthogonal, DeltaOrthogonal, Orthogonal
 from kinit.policy import InitReport, InitRow, Policy, initialize, register_policy
 from kinit.random import RandomNormal, RandomUniform, ScaledNormal, TruncatedNormal
+from kinit.recipes import GPT2, DeepNet, Fixup
+from kinit.scalars import Bias, Scale
 from kinit.sparse import Sparse
 from kinit.variance import (
     FanInNormal,
@@ -47,6 +49,7 @@ from kinit.variance import (
     XavierUniform,
 )
 from kinit.zero import ZerO
+from kinit import mup  # registers the μP layers and optimizers for loading saved models
 
 __version__ = "0.1.0"
 
@@ -89,9 +92,15 @@ __all__ = [
     "InitRow",
     "Policy",
     "register_policy",
+    "GPT2",
+    "Fixup",
+    "DeepNet",
+    "Scale",
+    "Bias",
     "map_model",
     "ModelMap",
     "lsuv",
     "LsuvReport",
     "LsuvRow",
+    "mup",
 ]

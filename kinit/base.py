@@ -274,7 +274,7 @@ SCHEMES: dict = {}
 POLICY_NAMES = {"ZerO": "zero_init"}
 
 
-def register(cls):
+def register(cls=None, *, package: str = PACKAGE):
     """Register `cls` for Keras serialization as ``kinit>{class name}``.
 
     An initializer class is also entered in `SCHEMES` under its policy name:
@@ -287,10 +287,15 @@ def register(cls):
     would otherwise load, without kinit imported, as Keras's ``Zeros`` (and
     ``kinit.HeNormal`` would fail on an unexpected keyword). With the prefix,
     loading without ``import kinit`` always fails, naming ``kinit>…``.
+
+    ``@register(package="kinit.mup")`` registers a subpackage's class as
+    ``kinit.mup>{class name}`` and renames it ``kinit.mup.{class name}``.
     """
+    if cls is None:
+        return lambda cls: register(cls, package=package)
     name = cls.__name__
-    keras.saving.register_keras_serializable(package=PACKAGE, name=name)(cls)
-    cls.__name__ = f"{PACKAGE}.{name}"
+    keras.saving.register_keras_serializable(package=package, name=name)(cls)
+    cls.__name__ = f"{package}.{name}"
     if issubclass(cls, KinitInitializer):
         SCHEMES[POLICY_NAMES.get(name) or snake_case(name)] = cls
     return cls

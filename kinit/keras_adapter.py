@@ -72,6 +72,26 @@ def graph_inputs(model):
     return model.input if isinstance(model, Functional) else None
 
 
+def building_layer():
+    """The layer whose ``build`` is running, or None.
+
+    Keras opens a name scope with ``caller=layer`` around every layer's
+    build (``Layer._open_name_scope``, kept in the global state's
+    ``name_scope_stack``); the innermost one is the layer creating its
+    weights now.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError as error:
+        raise _missing("keras.src.backend.common.global_state", error) from None
+    stack = global_state.get_global_attribute("name_scope_stack") or []
+    for scope in reversed(stack):
+        caller = getattr(scope, "caller", None)
+        if isinstance(caller, keras.layers.Layer):
+            return caller
+    return None
+
+
 def compiled_loss(model):
     """The loss object `compile` made (``Model._compile_loss``), or None."""
     return getattr(model, "_compile_loss", None)

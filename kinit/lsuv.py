@@ -40,7 +40,7 @@ class LsuvRow:
 
     Attributes:
         path: the layer's path in the model.
-        layer: the layer's class name.
+        layer_class: the layer's class name.
         iterations: rescalings applied to its kernel.
         std: the last measured std of its pre-activation output (nan if
             non-finite).
@@ -50,7 +50,7 @@ class LsuvRow:
     """
 
     path: str
-    layer: str
+    layer_class: str
     iterations: int
     std: float
     status: str
@@ -69,7 +69,7 @@ class LsuvReport(Report):
         seconds: wall time of the whole call.
     """
 
-    columns = ("path", "layer", "iterations", "std", "status", "reason")
+    columns = ("path", "layer_class", "iterations", "std", "status", "reason")
     forward_passes: int = 0
     seconds: float = 0.0
 

@@ -36,6 +36,8 @@ as it was (the graph records of symbolic calls are removed afterwards).
 
 from __future__ import annotations
 
+import inspect
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -76,6 +78,12 @@ class Call:
         variables: Keras variables passed directly to an op (a custom
             layer's own weights used as ``keras.ops.matmul(x, self.w)``).
         opaque: a composite layer whose inside could not be traced.
+        arguments: the calls whose outputs it read, by the name of the
+            parameter of ``call`` they were passed as (``{"query": …,
+            "key": …, "value": …}`` for the attention op); empty where the
+            arguments could not be matched to the signature.
+        constants: the Python numbers it was passed, by parameter name
+            (``x * 2.0`` is a ``multiply`` op with ``{"x2": 2.0}``).
     """
 
     index: int
@@ -90,6 +98,12 @@ class Call:
     is_output: bool = False
     variables: list = field(default_factory=list)
     opaque: bool = False
+    arguments: Dict[str, List["Call"]] = field(default_factory=dict)
+    constants: Dict[str, float] = field(default_factory=dict)
+
+    def argument(self, name: str) -> List["Call"]:
+        """The calls whose outputs were passed as the parameter `name`."""
+        return self.arguments.get(name, [])
 
     @property
     def layer_class(self) -> str:
@@ -359,6 +373,7 @@ class _Builder:
         call = Call(len(self.calls), record.path, layer, "layer", record=record, parent=self.stack[-1],
                     opaque=record.composite)
         self._link(call, (args, kwargs))
+        self._bind(call, layer.call, args, kwargs)
         record.calls.append(call)
         self._register(call, tree.flatten(outputs))
         return outputs
@@ -370,6 +385,7 @@ class _Builder:
         parent = self.stack[-1]
         call = Call(len(self.calls), self._op_path(parent, operation), operation, "op", parent=parent)
         self._link(call, (args, kwargs))
+        self._bind(call, operation.call, args, kwargs)
         call.variables = [v for v in tree.flatten((args, kwargs)) if isinstance(v, keras.Variable)]
         self._register(call, tree.flatten(outputs))
         return outputs
@@ -420,6 +436,24 @@ class _Builder:
             elif producer not in call.inputs:
                 call.inputs.append(producer)
                 producer.consumers.append(call)
+
+    def _bind(self, call: Call, function, args, kwargs) -> None:
+        """Fill `call.arguments` and `call.constants` by the parameter names of `function`."""
+        try:
+            bound = inspect.signature(function).bind(*args, **kwargs)
+        except (TypeError, ValueError):  # no signature, or arguments it does not take
+            return
+        for name, value in bound.arguments.items():
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                call.constants[name] = float(value)
+                continue
+            producers = []
+            for tensor in tree.flatten(value):
+                producer = self.producers.get(id(tensor)) if _is_tensor(tensor) else None
+                if producer is not None and producer not in producers:
+                    producers.append(producer)
+            if producers:
+                call.arguments[name] = producers
 
     def _register(self, call: Call, outputs: list) -> None:
         self.calls.append(call)

@@ -54,11 +54,15 @@ class InitReport(Report):
 
     Attributes:
         notes: what the model map could not trace, and why (the rows of
-            those layers say "wiring unknown").
+            those layers say "wiring unknown"); then what the policy found
+            (a recipe's R, L and m, DeepNet's α).
+        policy: the `Policy` that chose the schemes (a recipe's parameters
+            and what it read from the model, e.g. ``report.policy.alpha``).
     """
 
     columns = ("path", "weight", "shape", "scheme", "reason")
     notes: list = []
+    policy: Optional["Policy"] = None
 
 
 def initialize(
@@ -106,8 +110,12 @@ def initialize(
         model: a built Keras model: Sequential, Functional, nested models,
             subclassed models, custom layers: what follows each layer is read
             from the model map (`kinit.model_map`), as the model runs.
-        policy: ``"auto"`` or another registered policy name (`POLICIES`), or
-            a `Policy` instance; or one scheme for every kernel-like weight
+        policy: ``"auto"``, a recipe (``"gpt2"``, ``"fixup"``, ``"deepnet"``,
+            see `kinit.recipes`), ``"mup"`` (after `kinit.mup.set_base_shapes`)
+            or another registered policy name (`POLICIES`), or a `Policy`
+            instance such as ``kinit.GPT2(stddev=0.01)`` or
+            ``kinit.mup.MupPolicy(zero_readout=False)``; or one scheme for
+            every kernel-like weight
             (kernels, recurrent kernels, embeddings) given as a name
             (``"glorot_uniform"`` — kinit's class of that name, else Keras's;
             ZerO is ``"zero_init"``, see `kinit.base.SCHEMES`),
@@ -144,7 +152,8 @@ def initialize(
     Returns:
         An `InitReport`: a list of `InitRow` (path, weight, shape, scheme,
         reason) that prints as a table; its `notes` say what the model map
-        could not trace.
+        could not trace and what the policy found, its `policy` is the
+        policy used.
 
     Raises:
         ValueError: for a bad argument, an unbuilt model, or a scheme that
@@ -168,9 +177,9 @@ def initialize(
     if x is not None:
         x = read_batch(OWNER, x, "x", MAX_EXAMPLES).x
     model_map = map_model(model, x)
-    chosen.prepare(model_map, strict=strict)
     if zero_residual_gamma:
         options.zero_gamma = residual_norms(model_map)
+    chosen.prepare(model_map, options, strict=strict)
     # One seed per weight from kinit's seed mechanism: reproducible with an
     # int seed, and distinct for every weight.
     seeds = RandomInitializer(seed)
@@ -191,7 +200,8 @@ def initialize(
     # cannot fill a later weight raises with the model unchanged.
     for weight, value in new_values:
         weight.assign(value)
-    report.notes = list(model_map.notes)
+    report.notes = list(model_map.notes) + list(getattr(chosen, "notes", []))
+    report.policy = chosen
     return report
 
 
@@ -214,9 +224,14 @@ class Policy:
     reachable by name: ``initialize(model, policy="gpt2")``.
     """
 
-    def prepare(self, model_map: ModelMap, strict: bool = True) -> None:
+    #: What the policy found in the model, for the report's `notes`.
+    notes: tuple = ()
+
+    def prepare(self, model_map: ModelMap, options: AutoOptions, strict: bool = True) -> None:
         """Read what the policy needs from the map; raise `ValueError` if the
-        model does not fit it."""
+        model does not fit it. `options` are `initialize`'s settings of the
+        ``"auto"`` rules (``relu_bias``, ``embedding_stddev``, the residual
+        norms of ``zero_residual_gamma``), for policies that build on them."""
 
     def choose(self, model_map: ModelMap, record: LayerRecord, weight, seed: int) -> Optional[Choice]:
         return None
@@ -260,7 +275,7 @@ class MapPolicy(Policy):
     def __init__(self, entries: list):
         self.entries = entries
 
-    def prepare(self, model_map, strict=True):
+    def prepare(self, model_map, options, strict=True):
         unused = [key for key, _ in self.entries if not _selects_any(key, model_map)]
         if strict and unused:
             layers = ", ".join(f"{record.path} ({record.layer_class})" for record in model_map.records)
@@ -293,6 +308,8 @@ def resolve_policy(policy) -> Policy:
         return policy
     if isinstance(policy, str) and policy in POLICIES:
         return POLICIES[policy]()
+    if isinstance(policy, type) and issubclass(policy, Policy):
+        return policy()
     if isinstance(policy, dict):
         entries = [(_check_key(key), _spec(value, allow_none=True)) for key, value in policy.items()]
         return MapPolicy(entries)

@@ -10,8 +10,8 @@ class Report(list):
     """A list of dataclass rows that prints as an aligned text table.
 
     ``print(report)`` shows the table; `to_markdown()` gives it as Markdown
-    and `to_dataframe()` as a `pandas.DataFrame` (every field of every row).
-    Subclasses name the row fields to show in `columns`.
+    and `to_dataframe()` as a `pandas.DataFrame`. Subclasses name the row
+    fields to show in `columns`.
     """
 
     columns: tuple = ()
@@ -28,13 +28,20 @@ class Report(list):
         return "\n".join(lines)
 
     def to_dataframe(self):
-        """The rows as a `pandas.DataFrame`, one column per field (needs pandas)."""
+        """The rows as a `pandas.DataFrame` (needs pandas): one column per
+        field of the row dataclass that its repr shows (`columns` first),
+        values as they are (tuples stay tuples, numbers stay numbers)."""
         try:
             import pandas
         except ImportError as error:
-            raise ImportError(f"{type(self).__name__}.to_dataframe() needs pandas (pip install pandas); "
-                              "the same rows are in the report itself") from error
-        return pandas.DataFrame([{f.name: getattr(row, f.name) for f in dataclasses.fields(row)} for row in self])
+            raise ImportError(
+                f"{type(self).__name__}.to_dataframe() needs pandas (pip install pandas); "
+                "the same rows print as a table with print(report)"
+            ) from error
+        names = list(self.columns)
+        if self:
+            names += [f.name for f in dataclasses.fields(self[0]) if f.repr and f.name not in names]
+        return pandas.DataFrame([[getattr(row, name) for name in names] for row in self], columns=names)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows)\n{self}"

@@ -21,6 +21,7 @@ Embedding                              N(0, σ²), σ = `embedding_stddev`
 normalization γ / scale                1 (0 for residual branches on request)
 normalization β                        0
 moving mean / moving variance          0 / 1
+kinit.Scale / kinit.Bias scalar        1 / 0 (Fixup's multiplier and biases)
 anything else                          left unchanged
 =====================================  ======================================
 
@@ -49,6 +50,7 @@ from kinit.model_map import LayerRecord, ModelMap
 from kinit.nonlinearity import Nonlinearity, following_nonlinearity
 from kinit.orthogonal import Orthogonal
 from kinit.random import RandomNormal
+from kinit.scalars import Bias, Scale
 from kinit.variance import GlorotUniform, HeNormal, LecunNormal
 
 NORMALIZATION_ONES = ("gamma", "scale", "moving_variance", "moving_stddev", "renorm_stddev")
@@ -86,6 +88,8 @@ def auto_choice(model_map: ModelMap, record: LayerRecord, weight, seed: int, opt
         return Choice(RandomNormal(0.0, sigma, seed=seed), f"normal, σ = {sigma:g}", "Embedding → small normal")
     if isinstance(layer, NORMALIZATION) and name in NORMALIZATION_ONES + NORMALIZATION_ZEROS:
         return _normalization_choice(record, name, options)
+    if isinstance(layer, (Scale, Bias)):
+        return scalar_choice(layer)
     if name in KERNEL_WEIGHTS:
         layout = kernel_layout(layer, name)
         if isinstance(layer, SEPARABLE) and name == "depthwise_kernel":
@@ -121,6 +125,13 @@ def variance_choice(kind: str, nonlinearity: Nonlinearity, layout: str, seed: in
     elif layout != "standard":
         reason += f"; fans read from the equation {layout!r}"
     return Choice(initializer, scheme, reason)
+
+
+def scalar_choice(layer) -> Choice:
+    """kinit.Scale starts at 1, kinit.Bias at 0 (Fixup's scalars)."""
+    if isinstance(layer, Scale):
+        return Choice(Ones(), "ones", "kinit.Scale multiplier starts at 1 (Fixup)")
+    return Choice(Zeros(), "zeros", "kinit.Bias starts at 0 (Fixup)")
 
 
 def gain_text(gain: float) -> str:

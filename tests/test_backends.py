@@ -12,12 +12,15 @@ import pytest
 from conftest import ROOT
 
 # Modules written against keras.ops only; each runs once per backend.
-BACKEND_AGNOSTIC = ["tests/test_schemes.py", "tests/test_structured.py", "tests/test_model_map.py", "tests/test_keras_layers.py"]
+BACKEND_AGNOSTIC = ["tests/test_schemes.py", "tests/test_structured.py", "tests/test_model_map.py", "tests/test_keras_layers.py",
+                    "tests/test_residual.py", "tests/test_recipes.py"]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("module", BACKEND_AGNOSTIC)
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_backend_agnostic_modules_pass(backend):
+def test_backend_agnostic_modules_pass(backend, module):
+    # One process per module and backend: they spread over pytest-xdist's workers.
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (make test installs it)")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
@@ -27,7 +30,7 @@ def test_backend_agnostic_modules_pass(backend):
     # its optimization passes make the JAX run about three times slower.
     env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BACKEND_AGNOSTIC],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -46,7 +46,8 @@ def test_make_bench_runs_exactly_the_scripts_tested_here():
 def check_overhead_tables(tables):
     for table in tables:
         by_variant = {row[0]: row for row in rows(table)}
-        assert list(by_variant) == ["none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max"]
+        assert list(by_variant) == ["none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max",
+                                    "InitDiagnostics spectra"]
         none_epoch = median(by_variant["none"][1])
         for variant, row in by_variant.items():
             # One repetition: the ratio is the two epoch times of this table, up to their
@@ -57,7 +58,18 @@ def check_overhead_tables(tables):
             assert median(row[2]) == pytest.approx(ratio, abs=rounding * 1.01)
         assert median(by_variant["none"][4]) == 0  # no callback, no on_epoch_end time
         assert median(by_variant["InitDiagnostics defaults"][4]) > 0
+        assert median(by_variant["InitDiagnostics spectra"][4]) > 0
+        assert by_variant["keras TensorBoard"][6] == "1.00"  # on_epoch_end against Keras's, same repetition
         assert re.search(r"InitDiagnostics defaults / none: [\d.]+× \(goal ≤ 1\.10×: (met|missed)\)", table)
+        # The spectra's cost: on_epoch_end with and without them, the difference, and against Keras's.
+        spectra = re.search(r"Spectra: on_epoch_end ([\d.]+) s with, ([\d.]+) s without; they add (-?[\d.]+) s "
+                            r"per log, (-?[\d.]+)× Keras TensorBoard's on_epoch_end", table)
+        assert spectra and spectra.group(1) == by_variant["InitDiagnostics spectra"][4]
+        assert spectra.group(2) == by_variant["InitDiagnostics defaults"][4]
+        with_spectra, without, added = (float(spectra.group(i)) for i in (1, 2, 3))
+        assert added == pytest.approx(with_spectra - without, abs=1.5e-3)  # each rounded to 3 decimals
+        computing = re.search(r"Timed directly, computing them takes ([\d.]+) s per log", table)
+        assert computing and 0 < float(computing.group(1)) <= with_spectra + 5e-4  # a part of on_epoch_end
 
 
 def test_callback_overhead_times_every_variant_against_no_callback(capsys):

@@ -89,8 +89,12 @@ def test_to_dataframe_needs_pandas(monkeypatch):
 
 def test_to_dataframe_has_one_row_per_row():
     pandas = pytest.importorskip("pandas")
-    frame = diagnose(classifier(), X).to_dataframe()
-    assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == list(ROW_KEYS)
+    report = diagnose(classifier(), X)
+    frame = report.to_dataframe()
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == len(report)
+    # The printed columns first, then every other field of the rows.
+    assert list(frame.columns[: len(report.columns)]) == list(report.columns)
+    assert sorted(frame.columns) == sorted(ROW_KEYS)
 
 
 @pytest.mark.parametrize("x, y, problem", [

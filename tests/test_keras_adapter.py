@@ -125,3 +125,19 @@ def test_no_other_module_reads_private_keras_attributes():
             if PRIVATE.search(line) and not line.lstrip().startswith("#"):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_global_state_name_scope_stack_gives_the_building_layer():
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def build(self, input_shape):
+            seen.append(keras_adapter.building_layer())
+
+        def call(self, x):
+            return x
+
+    layer = Probe(name="probe")
+    layer(np.zeros((1, 2), "float32"))
+    assert seen == [layer]
+    assert keras_adapter.building_layer() is None

@@ -163,6 +163,7 @@ class BackendOnly(layers.Layer):
         return input_shape[:-1] + (4,)
 
 
+@pytest.mark.filterwarnings("ignore:Layer 'opaque' looks like it has unbuilt state")  # Keras's, on building
 def test_what_cannot_be_traced_is_wiring_unknown_never_a_guess():
     inputs = keras.Input((4,))
     h = layers.Dense(4, name="before")(inputs)

@@ -194,7 +194,7 @@ class SkipLSTM(layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.rnn = layers.LSTM(64)
+        self.rnn = layers.LSTM(64, name="lstm")
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(input_shape[-1], 64), name="kernel")
