@@ -2,8 +2,12 @@
 
 `callbacks.tensor_statistics` and `callbacks.writer` compute them on the
 TensorFlow backend; this module computes the very same numbers on the JAX
-and PyTorch backends, written once with `keras.ops` (plus two primitives
-each backend spells its own way: a bit view and a bin count):
+and PyTorch backends, written once with `keras.ops`, plus the few
+primitives each backend spells its own way: counting and bin counting
+(`jnp` / `torch`), PyTorch's own minimum and maximum (Keras's wrappers
+branch on their result's type, a graph break), and the test for subnormal
+values (by their bits on JAX, whose CPU code reads them as 0; by magnitude
+on PyTorch, which keeps them):
 
 * **Statistics** — `summarize_arrays`: the one-pass fold of
   `tensor_statistics` (Chan, Golub & LeVeque's pairwise update in float64,
@@ -22,8 +26,9 @@ On JAX every tensor of a log is summarized in one `jax.jit` call (one per
 device set), compiled once per model (a shape-keyed cache per sequence of
 tensor kinds; the `CALLS_KEPT` sequences used last are kept), with 64-bit
 types enabled for the call only. On PyTorch the same code runs eagerly under
-`torch.no_grad`, never reading a value back on the host before the end:
-each log's numbers reach the host in one transfer per call.
+`torch.no_grad`, never reading a value back on the host before the end
+(`torch._dynamo` traces it without a graph break, tested): each log's
+numbers reach the host in one transfer per call.
 
 A JAX array sharded across devices (`keras.distribution`) is never
 gathered: its statistics are one `jax.jit` over the sharded array, whose
