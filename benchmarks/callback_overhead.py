@@ -88,6 +88,8 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--profile", choices=("mlp", "cnn"), help="profile one InitDiagnostics log")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
                         help="Keras backends to measure, each in its own process (default: all three)")
+    parser.add_argument("--models", nargs="+", choices=("mlp", "cnn"), default=["mlp", "cnn"],
+                        help="models to measure (default: both)")
     args = bench.parse(parser, argv)
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first is not timed); received {args.epochs}")
@@ -101,7 +103,8 @@ def main(argv=None) -> list[str]:
     bench.header("Callback overhead", args.repeats,
                  f"{source}; {args.epochs - 1} timed epoch(s) per run after an untimed first epoch.")
     tables = []
-    for name, (title, build) in MODELS.items():
+    for name in args.models:
+        title, build = MODELS[name]
         count = examples[name]
         results = compare(build, x[:count], y[:count], args)
         tables.append(print_table(f"{title}, {count} examples, batch {args.batch_size}, "
@@ -113,7 +116,7 @@ def on_backends(backends, argv) -> list[str]:
     """Run this script once per backend, each in a fresh process; print and
     return their tables (the ``## `` sections of their output)."""
     forwarded = [arg for index, arg in enumerate(argv)
-                 if arg != "--backends" and not _follows(argv, index, "--backends")]
+                 if arg != "--backends" and (arg.startswith("--") or not _follows(argv, index, "--backends"))]
     tables = []
     for backend in backends:
         env = dict(os.environ, KERAS_BACKEND=backend)
