@@ -30,8 +30,8 @@ types enabled for the call only. On PyTorch the same code runs eagerly under
 (`torch._dynamo` traces it without a graph break, tested): each log's
 numbers reach the host in one transfer per call.
 
-A JAX array sharded across devices (`keras.distribution`) is never
-gathered: its statistics are one `jax.jit` over the sharded array, whose
+A JAX array sharded across devices (`keras.distribution`) is not gathered
+for them: its statistics are one `jax.jit` over the sharded array, whose
 reductions XLA partitions across the devices holding it, and its histogram
 is binned shard by shard, on the device each shard lives on, with edges
 shared by all shards, the counts added on the host. A fully replicated array
