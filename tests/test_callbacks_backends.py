@@ -124,6 +124,23 @@ if backend == "torch":
 from kinit.callbacks import writer
 result["written by tensorflow"] = writer.SummaryWriter(tempfile.mkdtemp())._events is None
 
+
+class UnusedBranch(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.first, self.unused, self.last = (keras.layers.Dense(3, name=n) for n in ("first", "unused", "last"))
+
+    def call(self, inputs):
+        self.unused(inputs)
+        return self.last(self.first(inputs))
+
+
+branchy = UnusedBranch()
+branchy(x[:4, 0, 0])
+branchy.compile("sgd", "mse")
+result["gradients of a model with a branch the loss never reads"] = sorted(
+    r.path for r in diagnose(branchy, x[:8, 0, 0], np.ones((8, 3), "float32")).rows if r.kind == "gradient")
+
 if backend != "tensorflow":
     from test_callbacks_tensor_statistics import CASES, numpy_reference
     import tensorflow as tf
@@ -247,6 +264,13 @@ def test_on_jax_the_probe_and_the_statistics_compile_once_per_model(backend_runs
     calls = backend_runs["jax"]["layer calls after each log"]
     assert calls[1:] == [calls[0]] * 3  # later logs run the compiled pass: no Python call of the layer
     assert set(backend_runs["jax"]["compiled statistics per model"]) == {1}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_the_loss_never_reads_get_no_gradient_on_every_backend(backend_runs, backend):
+    # jax.grad gives them zeros, which would read as a vanishing gradient; they are left out as elsewhere.
+    assert backend_runs[backend]["gradients of a model with a branch the loss never reads"] == [
+        "first", "first", "last", "last"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
