@@ -24,11 +24,12 @@ $(VENV)/.demo-deps: pyproject.toml | $(PY)
 	touch $@
 
 # pytest-xdist: one worker per core (the slow tests are subprocesses and
-# trainings that spread well over two).
+# trainings that spread well over two); tests sharing one expensive run are
+# an xdist_group, which loadgroup keeps on one worker.
 PYTEST_WORKERS ?= auto
 
 test: $(VENV)/.test-deps
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 demo: $(VENV)/.demo-deps
 	$(PY) examples/fashion_mnist_comparison.py $(DEMO_ARGS)

@@ -29,20 +29,27 @@ inside ``on_epoch_end`` (timed around each kernel's); the line under each
 table gives both in seconds and against Keras's ``TensorBoard``. The step-0 log happens in
 ``on_train_begin`` and shows in the whole-``fit`` time.
 
-Goals: ``InitDiagnostics defaults`` at most 1.10× ``none`` and no slower
-than ``keras TensorBoard`` (epoch time, MLP).
+Every Keras backend is measured in a process of its own (the backend is
+chosen when Keras is imported): TensorFlow, JAX and PyTorch by default, each
+with a table per model; the time inside ``on_epoch_end`` is that backend's
+own (its probe pass, its statistics and histograms).
+
+Goals: ``InitDiagnostics defaults`` at most 1.10× ``none`` on every backend,
+and no slower than ``keras TensorBoard`` (epoch time, MLP and CNN).
 
 Usage:
-    python benchmarks/callback_overhead.py                 # 3 repetitions of 2 epochs, ~4 min
-    python benchmarks/callback_overhead.py --repeats 5 --epochs 4
+    python benchmarks/callback_overhead.py                 # 3 repetitions of 2 epochs per backend
+    python benchmarks/callback_overhead.py --backends tensorflow --repeats 5 --epochs 4
     python benchmarks/callback_overhead.py --smoke         # 512 and 256 examples, 1 repetition
-    python benchmarks/callback_overhead.py --profile cnn   # where one log's time goes
+    python benchmarks/callback_overhead.py --profile cnn   # where one log's time goes (this backend)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +66,7 @@ import kinit.callbacks.callback as callback_module  # noqa: E402
 
 VARIANTS = ("none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max",
             "InitDiagnostics spectra")
+BACKENDS = ("tensorflow", "jax", "torch")
 SMOKE_EXAMPLES = {"mlp": 512, "cnn": 256}
 GOAL = 1.10
 
@@ -78,9 +86,15 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--cnn-examples", type=int, default=12000, help="training examples for the CNN")
     parser.add_argument("--data-dir", type=Path, help="a directory with the four Fashion-MNIST files")
     parser.add_argument("--profile", choices=("mlp", "cnn"), help="profile one InitDiagnostics log")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="Keras backends to measure, each in its own process (default: all three)")
+    parser.add_argument("--models", nargs="+", choices=("mlp", "cnn"), default=["mlp", "cnn"],
+                        help="models to measure (default: both)")
     args = bench.parse(parser, argv)
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first is not timed); received {args.epochs}")
+    if args.profile is None and args.backends != [keras.backend.backend()]:
+        return on_backends(args.backends, sys.argv[1:] if argv is None else list(argv))
     x, y, source = training_data(args.data_dir)
     examples = SMOKE_EXAMPLES if args.smoke else {"mlp": len(x), "cnn": min(args.cnn_examples, len(x))}
     if args.profile:
@@ -89,11 +103,38 @@ def main(argv=None) -> list[str]:
     bench.header("Callback overhead", args.repeats,
                  f"{source}; {args.epochs - 1} timed epoch(s) per run after an untimed first epoch.")
     tables = []
-    for name, (title, build) in MODELS.items():
+    for name in args.models:
+        title, build = MODELS[name]
         count = examples[name]
         results = compare(build, x[:count], y[:count], args)
-        tables.append(print_table(f"{title}, {count} examples, batch {args.batch_size}", results))
+        tables.append(print_table(f"{title}, {count} examples, batch {args.batch_size}, "
+                                  f"backend {keras.backend.backend()}", results))
     return tables
+
+
+def on_backends(backends, argv) -> list[str]:
+    """Run this script once per backend, each in a fresh process; print and
+    return their tables (the ``## `` sections of their output)."""
+    forwarded = [arg for index, arg in enumerate(argv)
+                 if arg != "--backends" and (arg.startswith("--") or not _follows(argv, index, "--backends"))]
+    tables = []
+    for backend in backends:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        process = subprocess.run([sys.executable, __file__, *forwarded, "--backends", backend],
+                                 capture_output=True, text=True, env=env)
+        if process.returncode != 0:
+            raise RuntimeError(f"the {backend} run failed:\n{process.stderr[-3000:]}")
+        print(process.stdout, end="", flush=True)
+        tables += ["## " + section for section in process.stdout.split("\n## ")[1:]]
+    return tables
+
+
+def _follows(argv, index: int, flag: str) -> bool:
+    """Whether ``argv[index]`` is one of the values given after `flag`."""
+    for previous in range(index - 1, -1, -1):
+        if argv[previous].startswith("--"):
+            return argv[previous] == flag
+    return False
 
 
 def compare(build, x, y, args) -> dict[str, list[Run]]:

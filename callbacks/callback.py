@@ -15,7 +15,8 @@ from kinit.inputs import check_against_model, check_batch_size, read_batch
 from kinit.model_map import map_model
 from kinit.validation import check_bool, check_int
 
-from .compiled import CompiledPass
+from .compiled import compiled_pass
+from .distribution import computes_here, writes_here
 from .findings import Finding, Thresholds, find_problems
 from .layers import LayerEntry, discover
 from .observe import MAX_PROBE_EXAMPLES, ensure_built, observe
@@ -47,8 +48,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     * histograms ``activations/<layer>/output`` of the layer's output on the
       probe batch,
     * histograms ``gradients/<layer>/<variable>`` of the gradient of the loss
-      on the probe batch (TensorFlow backend; other backends skip them with
-      a one-time notice),
+      on the probe batch (TensorFlow, JAX and PyTorch backends, each with
+      its own automatic differentiation),
     * scalars ``<kind>_<statistic>/<layer>/<name>``: activation mean, std,
       signal (across-example std), zero, dead and saturated fractions;
       weight std, norm and update ratio ‖ΔW‖/‖W‖ since the last log;
@@ -64,10 +65,15 @@ class InitDiagnostics(keras.callbacks.Callback):
       ``signal_propagation/table`` and the picture as image
       ``signal_propagation/plot`` (with matplotlib installed).
 
+    Step 0 is also written alone into the run ``<log_dir>/initialization``,
+    which TensorBoard never samples away, however long the run. In a
+    distributed run only the chief logs (`callbacks.distribution`).
+
     Layer paths are unique (``outer/block/dense``), so nested models never
     collide. Histograms are binned and statistics computed where the tensors
-    live (on the TensorFlow backend all tensors of a log in one traced call
-    each), and NaN/Inf are counted and left out. The probe runs in inference
+    live (all tensors of a log in one traced call each on TensorFlow, one
+    `jax.jit` call each on JAX, eagerly on PyTorch), and NaN/Inf are counted
+    and left out. The probe runs in inference
     mode and never changes the model; from its second log on, its forward and
     gradient pass is a function traced once per model. The callback never ends
     a training run: a failure to compute or write is a warning once and
@@ -159,7 +165,9 @@ class InitDiagnostics(keras.callbacks.Callback):
         self._shift: Optional[int] = None
         self._steps_done: Optional[int] = None
         self._probe_fits = True
-        self._compiled = CompiledPass()
+        self._compiled = compiled_pass()
+        self._here: Optional[bool] = None  # whether this process computes (`distribution.computes_here`)
+        self._chief = True  # whether it writes (`distribution.writes_here`)
 
     # Keras hooks -------------------------------------------------------------
     def set_model(self, model):
@@ -168,10 +176,12 @@ class InitDiagnostics(keras.callbacks.Callback):
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        if not self._computes_here():
+            return
         self._entries = None  # layers may have been added or removed since the last fit
         self._shift = None  # set at this fit's first epoch
         self._probe_fits = self._guard("the probe", self._check_probe) is not False
-        if self._writer is None:
+        if self._writer is None and self._chief:
             try:
                 self._writer = SummaryWriter(self.log_dir)
             except OSError as error:
@@ -206,6 +216,8 @@ class InitDiagnostics(keras.callbacks.Callback):
     def log(self, step: int) -> None:
         """Observe the model now and write everything under `step` (flushed)."""
         self._last_step = step
+        if not self._computes_here():
+            return
         observed = self._guard("the probe", self._observe)
         if observed is None:
             return
@@ -225,10 +237,23 @@ class InitDiagnostics(keras.callbacks.Callback):
         if findings is not None and self._writer is not None:
             values.append(text_value("findings", _markdown(findings, step)))
         model_map = getattr(self, "_model_map", None)  # None if the probe could not be observed
-        if step == 0 and self.signal_propagation and self._probe_fits and self._writer and model_map:
+        if step == 0 and self.signal_propagation and self._probe_fits and None not in (self._writer, model_map):
             values += self._guard("signal propagation", signal_propagation_values, model_map, self.x) or []
         if self._writer is not None and values:
             self._guard("the event file", self._writer.write, step, values)
+            if step == 0:
+                self._guard("the initialization run", _write_initialization, self.log_dir, values)
+
+    def _computes_here(self) -> bool:
+        """Whether this process computes the diagnostics: in a distributed run
+        the chief, which alone writes them (`callbacks.distribution`)."""
+        if self._here is None:
+            self._here = self._guard("the distribution", computes_here, self.model) is not False
+            self._chief = self._guard("the distribution", writes_here, self.model) is not False
+            if not self._chief:
+                logger.info("InitDiagnostics: this process is not the chief of the distributed run; "
+                            "the chief writes the diagnostics.")
+        return self._here
 
     def _check_probe(self) -> bool:
         """Whether the probe fits the model's inputs; if not, warn once in one
@@ -249,11 +274,11 @@ class InitDiagnostics(keras.callbacks.Callback):
                 ensure_built(self.model, self.x)
             self._model_map = map_model(self.model, self.x if self._probe_fits else None)
             self._entries = discover(self._model_map, self.layer_filter)
-        run = self._compiled if keras.backend.backend() == "tensorflow" else None
         switches = dict(self.switches)
         if not self._probe_fits:
             switches.update(activations=False, gradients=False)
-        return observe(self._model_map, self._entries, self.x, self.y, self.sample_weight, run=run, **switches)
+        return observe(self._model_map, self._entries, self.x, self.y, self.sample_weight,
+                       run=self._compiled, **switches)
 
     def _summaries(self, observations) -> list:
         """`rows.summaries_where_they_live`, whose failure is warned about once."""
@@ -313,9 +338,25 @@ class InitDiagnostics(keras.callbacks.Callback):
             logger.warning(message)
 
 
+#: The run below `log_dir` that holds step 0 alone: TensorBoard keeps a
+#: random sample of 500 steps per histogram tag (1000 per scalar, 10 per
+#: text), in which the initialization does not survive a long run; a run of
+#: one step always keeps it.
+INITIALIZATION_RUN = "initialization"
+
+
+def _write_initialization(log_dir: str, values: list) -> None:
+    """Write step 0's values again into the run ``<log_dir>/initialization``."""
+    writer = SummaryWriter(os.path.join(log_dir, INITIALIZATION_RUN))
+    try:
+        writer.write(0, values)
+    finally:
+        writer.close()
+
+
 def _binnable(observation):
-    """The tensor where it lives (TensorFlow, dense), else as NumPy for TensorFlow to bin."""
-    if keras.backend.backend() == "tensorflow" and not isinstance(observation.tensor, SPARSE_TYPES):
+    """The tensor where it lives (dense, on TensorFlow, JAX or PyTorch), else as NumPy."""
+    if keras.backend.backend() in ("tensorflow", "jax", "torch") and not isinstance(observation.tensor, SPARSE_TYPES):
         return observation.tensor
     return keras.ops.convert_to_numpy(observation.value)
 

@@ -4,7 +4,8 @@ Eager Keras runs a model op by op from Python, and an eager gradient tape
 replays the backward pass the same way: on a small convolutional network
 that doubles the cost of the probe. `CompiledPass` traces
 `observe.forward_and_backward` into one `tf.function` per model and calls it
-at every later log (TensorFlow backend).
+at every later log (TensorFlow backend; `jax_pass.JaxCompiledPass` does the
+same with `jax.jit` on JAX).
 """
 
 from __future__ import annotations
@@ -20,6 +21,28 @@ from kinit.keras_adapter import compiled_loss
 
 from .layers import LayerEntry
 from .observe import Pass, forward_and_backward
+
+
+def compiled_pass():
+    """The compiled probe pass of the active backend: `CompiledPass` on
+    TensorFlow, `jax_pass.JaxCompiledPass` on JAX; None where the pass runs
+    op by op (PyTorch)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return CompiledPass()
+    if backend == "jax":
+        from .jax_pass import JaxCompiledPass
+
+        return JaxCompiledPass()
+    return None
+
+
+def pass_signature(model: keras.Model, entries: List[LayerEntry], gradients: bool, loss) -> tuple:
+    """What a compiled pass depends on besides the values: the model, its
+    layers, the layers observed, the switches, the compiled loss and which
+    weights are trainable."""
+    return (id(model), tuple(id(layer) for layer in model.layers), tuple(id(e.layer) for e in entries),
+            gradients, loss, id(compiled_loss(model)), tuple(v.trainable for e in entries for _, v in e.weights))
 
 
 class CompiledPass:
@@ -46,9 +69,7 @@ class CompiledPass:
 
     def __call__(self, model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss,
                  sample_weight=None) -> Pass:
-        signature = (id(model), tuple(id(layer) for layer in model.layers), tuple(id(e.layer) for e in entries),
-                     gradients, loss, id(compiled_loss(model)),
-                     tuple(v.trainable for e in entries for _, v in e.weights))
+        signature = pass_signature(model, entries, gradients, loss)
         if self._eager or signature != self._signature:
             self._signature, self._function = signature, None
             return forward_and_backward(model, entries, x, y, gradients, loss, sample_weight)

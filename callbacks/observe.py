@@ -2,8 +2,12 @@
 
 A single forward pass in inference mode (dropout off, batch normalization on
 its moving statistics, so looking never changes the model) gives both the
-layer outputs and, on the TensorFlow backend, the loss whose gradients are
-taken. What could not be observed is returned as plain-language notes.
+layer outputs and the loss whose gradients are taken, with the backend's own
+automatic differentiation: a `tf.GradientTape` on TensorFlow,
+`jax.value_and_grad` over the model's stateless call on JAX
+(`callbacks.jax_pass`), `torch.autograd.grad` on PyTorch. None of them
+touches the model's variables, its optimizer or the parameters' ``.grad``.
+What could not be observed is returned as plain-language notes.
 """
 
 from __future__ import annotations
@@ -110,11 +114,22 @@ def observe(
     return observations, notes
 
 
+#: Backends whose automatic differentiation the probe uses.
+GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
+
+
 def forward_and_backward(model: keras.Model, entries: List[LayerEntry], x, y, gradients: bool, loss,
                          sample_weight=None) -> Pass:
     """Run the probe batch through `model` in inference mode, capturing every
     layer call's output (`kinit.capture`), and take the gradients of the loss
-    if asked."""
+    if asked, with the active backend's automatic differentiation."""
+    backend = keras.backend.backend()
+    if gradients and backend == "jax":
+        from .jax_pass import jax_forward_and_backward
+
+        return jax_forward_and_backward(model, entries, x, y, gradients, loss, sample_weight)
+    if gradients and backend == "torch":
+        return _torch_forward_and_backward(model, entries, x, y, loss, sample_weight)
     trainable = grads = failure = None
     targets = [(entry.path, entry.layer) for entry in entries if entry.captures_outputs]
     with _tape(gradients) as tape, capturing(targets, "output") as outputs:
@@ -122,10 +137,39 @@ def forward_and_backward(model: keras.Model, entries: List[LayerEntry], x, y, gr
         if gradients:
             loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss, sample_weight)
     if gradients and failure is None:
-        trainable = [(e, name, v) for e in _call_order(entries, outputs)
-                     for name, v in e.weights if v.trainable]
+        trainable = _trainable(entries, outputs)
         grads, failure = _attempt(tape.gradient, loss_value, [v for _, _, v in trainable])
     return outputs, trainable, grads, failure
+
+
+def _torch_forward_and_backward(model, entries, x, y, loss, sample_weight) -> Pass:
+    """`forward_and_backward` with torch autograd: the gradients are returned
+    by `torch.autograd.grad`, never accumulated into the parameters' ``.grad``."""
+    import torch
+
+    trainable = grads = None
+    targets = [(entry.path, entry.layer) for entry in entries if entry.captures_outputs]
+    with torch.enable_grad(), capturing(targets, "output") as outputs:
+        y_pred = model(x, training=False)
+        loss_value, failure = _attempt(_loss, model, x, y, y_pred, loss, sample_weight)
+    if failure is None:
+        trainable = _trainable(entries, outputs)
+        grads, failure = _attempt(_torch_gradients, loss_value, [v for _, _, v in trainable])
+    outputs = [(path, [t.detach() for t in tensors]) for path, tensors in outputs]  # free the graph
+    return outputs, trainable, grads, failure
+
+
+def _torch_gradients(loss_value, variables) -> list:
+    import torch
+
+    parameters = [variable.value for variable in variables]
+    return [None if g is None else g.detach()
+            for g in torch.autograd.grad(loss_value, parameters, allow_unused=True)]
+
+
+def _trainable(entries: List[LayerEntry], outputs) -> list:
+    """The trainable ``(entry, name, variable)`` of `entries`, in call order."""
+    return [(e, name, v) for e in _call_order(entries, outputs) for name, v in e.weights if v.trainable]
 
 
 def _call_order(entries: List[LayerEntry], outputs) -> List[LayerEntry]:
@@ -167,8 +211,9 @@ def _activation_observations(entries, outputs, notes) -> List[Observation]:
 
 def _gradient_obstacle(model, y, loss) -> str:
     """Why gradients cannot be taken, or "" if they can."""
-    if keras.backend.backend() != "tensorflow":
-        return f"they need the TensorFlow backend and the '{keras.backend.backend()}' backend is active"
+    if keras.backend.backend() not in GRADIENT_BACKENDS:
+        return (f"they need the TensorFlow, JAX or PyTorch backend and the '{keras.backend.backend()}' "
+                "backend is active")
     if y is None:
         return "the probe data has no targets; pass probe_data=(x, y)"
     if loss is None and getattr(model, "loss", None) is None:
@@ -179,7 +224,13 @@ def _gradient_obstacle(model, y, loss) -> str:
 @contextlib.contextmanager
 def _tape(active: bool):
     if not active:
-        yield None
+        if keras.backend.backend() == "torch":
+            import torch
+
+            with torch.no_grad():  # no autograd graph kept alive with the outputs
+                yield None
+        else:
+            yield None
         return
     import tensorflow as tf
 

@@ -89,14 +89,21 @@ ROW_KEYS = tuple(f.name for f in dataclasses.fields(DiagnosticRow))
 def summaries_where_they_live(observations: List[Observation],
                      warn: Callable[[str], None] = logging.getLogger("kinit.callbacks").warning) -> List[Optional[dict]]:
     """The `summarize` (and for activations `activation_summary`) numbers of
-    every observation, computed where the tensors live in one traced call on
-    the TensorFlow backend; None for those left to NumPy (see
-    `kinit.callbacks.tensor_statistics`; every one on other backends). If that
-    call fails, `warn` is told why and NumPy computes every row."""
-    if keras.backend.backend() != "tensorflow":
-        return [None] * len(observations)
+    every observation, computed where the tensors live: in one traced call on
+    the TensorFlow backend (`kinit.callbacks.tensor_statistics`), in one
+    `jax.jit` call on JAX and eagerly on PyTorch
+    (`kinit.callbacks.array_statistics`); None for those left to NumPy
+    (every one on other backends). If that fails, `warn` is told why and
+    NumPy computes every row."""
+    items = [(o.tensor, o.kind == "activation", o.entry.activation) for o in observations]
     try:
-        return summarize_tensors([(o.tensor, o.kind == "activation", o.entry.activation) for o in observations])
+        if keras.backend.backend() == "tensorflow":
+            return summarize_tensors(items)
+        if keras.backend.backend() in ("jax", "torch"):
+            from .array_statistics import summarize_arrays
+
+            return summarize_arrays(items)
+        return [None] * len(observations)
     except Exception as error:  # the rows still come, from NumPy
         warn(f"computing the statistics where the tensors live failed ({type(error).__name__}: "
              f"{error}); NumPy computes them instead.")

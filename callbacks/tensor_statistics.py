@@ -40,8 +40,9 @@ from .statistics import SATURATION_RULES
 from .traced import call_all, fold, traced
 
 _F64 = tf.float64
-_OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
-            "subnormal")
+#: What a summary function returns per tensor, in this order (see `summary_numbers`).
+OUTPUTS = ("total", "mean", "spread", "feature_spread", "min", "max", "zeros", "dead", "saturated",
+           "subnormal")
 #: TensorFlow's CPU kernels flush subnormal float32, float64 and bfloat16
 #: values to zero; they are found by their bits: (integer type of the same
 #: width, mask of the magnitude bits, bits of the smallest normal value).
@@ -71,11 +72,11 @@ def summarize_tensors(items: Sequence[Item]) -> List[Optional[dict]]:
     prepared = [_prepare(*item) for item in items]
     calls = [call for call in prepared if call is not None]
     numbers = iter(call_all([f for f, _, _ in calls], [args for _, args, _ in calls]).numpy() if calls else [])
-    return [None if call is None else _result(next(numbers), *call[2]) for call in prepared]
+    return [None if call is None else summary_numbers(next(numbers), *call[2]) for call in prepared]
 
 
 def _prepare(values, per_example: bool, activation: Optional[str]):
-    """(traced function, its arguments, what `_result` needs), or None."""
+    """(traced function, its arguments, what `summary_numbers` needs), or None."""
     if isinstance(values, SPARSE_TYPES):
         return None
     values = tf.convert_to_tensor(values)
@@ -90,8 +91,12 @@ def _prepare(values, per_example: bool, activation: Optional[str]):
     return function, (values,), (shape.num_elements(), units, per_example, rule is not None)
 
 
-def _result(numbers: np.ndarray, size: int, units: int, per_example: bool, saturation: bool) -> Optional[dict]:
-    numbers = dict(zip(_OUTPUTS, numbers.tolist()))
+def summary_numbers(numbers: np.ndarray, size: int, units: int, per_example: bool,
+                    saturation: bool) -> Optional[dict]:
+    """The `summarize` (and with `per_example` `activation_summary`) dict of
+    one tensor from the `OUTPUTS` numbers its summary function returned;
+    None when the tensor must go to NumPy (a NaN or Inf, or subnormals)."""
+    numbers = dict(zip(OUTPUTS, numbers.tolist()))
     if not np.isfinite(numbers["total"]) or numbers["subnormal"]:
         return None  # NaN or Inf (left out by NumPy) or subnormals (seen as 0 here): for NumPy
     result = {
@@ -136,13 +141,14 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
         feature_spread += (tf.reduce_sum(tf.math.squared_difference(values, chunk_means))
                            + tf.reduce_sum(tf.square(delta)) * rows * chunk_rows / merged)
         means += delta * (chunk_rows / merged)
-        zeros += _count(tf.equal(chunk, 0))
+        chunk_zeros, chunk_subnormals = _zeros_and_subnormals(chunk)
+        zeros += chunk_zeros
         by_unit = tf.reshape(chunk, [-1, units])  # min and max follow from the units'
         unit_low = tf.minimum(unit_low, tf.cast(tf.reduce_min(by_unit, axis=0), _F64))
         unit_high = tf.maximum(unit_high, tf.cast(tf.reduce_max(by_unit, axis=0), _F64))
         if rule is not None:
             saturated += _count(SATURATION_RULES[rule](chunk))
-        subnormal += _subnormals(chunk)
+        subnormal += chunk_subnormals
         return rows + chunk_rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal
 
     rows, means, feature_spread, zeros, unit_low, unit_high, saturated, subnormal = fold(
@@ -156,13 +162,17 @@ def _summary(values: tf.Tensor, per_example: bool, rule: Optional[str]) -> tf.Te
                      zeros, dead, saturated, subnormal])
 
 
-def _subnormals(chunk: tf.Tensor) -> tf.Tensor:
-    """How many elements of a chunk are subnormal, as float64."""
+def _zeros_and_subnormals(chunk: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """How many elements of a chunk are 0 and how many are subnormal, as
+    float64, read off the magnitude bits (TensorFlow's CPU kernels would
+    compare a subnormal equal to 0): 0 has none set, a subnormal value has
+    fewer than the smallest normal value."""
     if chunk.dtype not in _SUBNORMAL_BITS:
-        return tf.zeros([], _F64)  # integers, and float16, which TensorFlow keeps
+        return _count(tf.equal(chunk, 0)), tf.zeros([], _F64)  # integers, and float16, which TensorFlow keeps
     bits_type, magnitude, smallest_normal = _SUBNORMAL_BITS[chunk.dtype]
     bits = tf.bitwise.bitwise_and(tf.bitcast(chunk, bits_type), tf.constant(magnitude, bits_type))
-    return _count(tf.logical_and(bits > 0, bits < tf.constant(smallest_normal, bits_type)))
+    zeros = _count(tf.equal(bits, 0))
+    return zeros, _count(bits < tf.constant(smallest_normal, bits_type)) - zeros
 
 
 def _count(condition: tf.Tensor) -> tf.Tensor:

@@ -1,7 +1,8 @@
 """TensorBoard output: bounded-memory histograms, scalars and text.
 
 `histogram_buckets` bins a tensor where it lives, in fixed-width buckets
-(the tensors of a whole log in one traced call, see `callbacks.traced`). A
+(``tf.histogram_fixed_width``'s bins; the tensors of a whole log in one
+traced call, see `callbacks.traced`). A
 tensor larger than `CHUNK` elements is streamed chunk by chunk inside one
 `tf.function`, so the extra memory is a few chunk-sized buffers whatever the
 tensor's size. (The stock `tf.summary.histogram` builds an elements × buckets
@@ -18,20 +19,24 @@ value gives ``k`` empty buckets.
 
 One log's histograms, scalars and text go into one `Summary` protocol
 buffer written by a single op: one eager op per scalar would cost more than
-the statistics themselves.
+the statistics themselves. On JAX and PyTorch it is written without any
+TensorFlow op (see `SummaryWriter`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Iterable
 
+import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 from .traced import CHUNK, call_all, fold, traced  # noqa: F401 (CHUNK: documented here)
@@ -40,8 +45,6 @@ _HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(display_name=No
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 _SCALAR_SHAPE = tensor_shape_pb2.TensorShapeProto()
 _COMPUTE = tf.float64  # float32 would overflow on (max - min) of huge values
-#: Slices of a chunk binned side by side (histogram_fixed_width counts serially).
-_PARTS = 4
 
 
 def histogram_buckets(values, buckets: int, finite_range=None):
@@ -51,10 +54,16 @@ def histogram_buckets(values, buckets: int, finite_range=None):
     to be finite (from `callbacks.tensor_statistics`, say), which saves the
     pass that finds them. `values` may also be a list of tensors (and
     `finite_range` a list with an entry or None for each): their histograms,
-    as a list of ``[buckets, 3]`` arrays, are then computed in one traced call.
+    as a list of ``[buckets, 3]`` arrays, are then computed in one traced call
+    (on the JAX and PyTorch backends by `callbacks.array_statistics`, with
+    the same bins and edges).
     """
     if isinstance(values, (list, tuple)):
         ranges = finite_range if finite_range is not None else [None] * len(values)
+        if keras.backend.backend() in ("jax", "torch"):  # where those tensors live
+            from .array_statistics import histogram_arrays
+
+            return histogram_arrays(values, buckets, ranges)
         calls = [_prepare(one, buckets, extremes) for one, extremes in zip(values, ranges)]
         return list(call_all([f for f, _ in calls], [args for _, args in calls]).numpy()) if calls else []
     function, arguments = _prepare(values, buckets, finite_range)
@@ -99,10 +108,10 @@ def _histogram_of_any(values: tf.Tensor, buckets: tf.Tensor) -> tf.Tensor:
     low, high, count = fold(column, extremes, (_COMPUTE.max, _COMPUTE.min, tf.constant(0, tf.int64)))
 
     def bin_finite_counts(chunk, counts):
-        # Non-finite values are parked in bucket 0 and taken out again.
+        # Non-finite values are parked in bin 0 and taken out again.
         values = tf.cast(chunk, _COMPUTE)
         finite = tf.math.is_finite(values)
-        binned = tf.histogram_fixed_width(tf.where(finite, values, low), [low, high], buckets, dtype=tf.int64)
+        binned = _bins(tf.where(finite, values, low), low, high, buckets)
         parked = tf.math.count_nonzero(tf.logical_not(finite))
         return (tf.tensor_scatter_nd_sub(counts + binned, [[0]], [parked]),)
 
@@ -129,13 +138,32 @@ def _column(values: tf.Tensor) -> tf.Tensor:
 def _bin_counts(column: tf.Tensor, low, high, buckets) -> tf.Tensor:
     """Bucket counts of finite values in [low, high], chunk by chunk."""
     def bin_counts(chunk, counts):
-        values = tf.reshape(tf.cast(chunk, _COMPUTE), [-1])
-        part = (tf.size(values, out_type=tf.int64) + _PARTS - 1) // _PARTS
-        slices = [values[i * part:(i + 1) * part] for i in range(_PARTS)]
-        return (counts + tf.add_n([tf.histogram_fixed_width(piece, [low, high], buckets, dtype=tf.int64)
-                                   for piece in slices]),)
+        return (counts + _bins_in_range(tf.reshape(tf.cast(chunk, _COMPUTE), [-1]), low, high, buckets),)
 
     return fold(column, bin_counts, (tf.zeros([buckets], tf.int64),))[0]
+
+
+def _bins(values: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """The counts ``tf.histogram_fixed_width(values, [low, high], buckets)``
+    gives (its own formula: the bin of ``x`` is ``(max(x, low) − low) /
+    ((high − low) / buckets)`` truncated, at most ``buckets − 1``), counted by
+    `tf.math.bincount`, which counts in parallel where the histogram op
+    counts element after element: half the time on a large tensor."""
+    width = (high - low) / tf.cast(buckets, _COMPUTE)
+    last = tf.cast(buckets - 1, _COMPUTE)
+    bins = tf.cast(tf.minimum((tf.maximum(values, low) - low) / width, last), tf.int32)
+    return tf.cast(tf.math.bincount(bins, minlength=buckets, maxlength=buckets), tf.int64)
+
+
+def _bins_in_range(values: tf.Tensor, low, high, buckets) -> tf.Tensor:
+    """`_bins` of values known to lie in [low, high], two passes shorter:
+    ``max(x, low)`` is ``x`` there, and the one bin past the last (where
+    ``x`` is `high`, or rounds to it) is added to the last instead of every
+    bin being clipped."""
+    width = (high - low) / tf.cast(buckets, _COMPUTE)
+    counts = tf.math.bincount(tf.cast((values - low) / width, tf.int32), minlength=buckets + 1,
+                              maxlength=buckets + 1)
+    return tf.cast(tf.concat([counts[:-2], [counts[-2] + counts[-1]]], axis=0), tf.int64)
 
 
 def _buckets(low, high, count, buckets, counts) -> tf.Tensor:
@@ -180,14 +208,25 @@ def text_value(tag: str, markdown: str) -> summary_pb2.Summary.Value:
 class SummaryWriter:
     """An event-file writer for one log directory.
 
+    On the TensorFlow backend TensorFlow's own (`tf.summary`); on JAX and
+    PyTorch TensorBoard's (`EventFileWriter`, the one `torch.utils.tensorboard`
+    uses; the same files), so that logging runs no TensorFlow op there: after
+    one, TensorFlow's idle threads keep spinning for seconds, and on a small
+    machine PyTorch's own threads then run many times slower (measured:
+    a PyTorch CNN's log took 1.6 s instead of 0.08 s).
+
     Raises `OSError` naming the directory if it cannot be created or written.
     """
 
     def __init__(self, log_dir):
         self.log_dir = os.fspath(log_dir)
+        self._events = None
         try:
             tf.io.gfile.makedirs(self.log_dir)
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            if keras.backend.backend() == "tensorflow":
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            else:
+                self._events = EventFileWriter(self.log_dir, filename_suffix=".v2")
         except (tf.errors.OpError, OSError) as error:
             message = getattr(error, "message", None) or str(error)
             raise OSError(f"cannot write TensorBoard logs to log_dir={self.log_dir!r}: {message}") from error
@@ -195,10 +234,14 @@ class SummaryWriter:
     def write(self, step: int, values: Iterable[summary_pb2.Summary.Value]) -> None:
         """Write summary values under `step` in one event, and flush.
 
-        Writes whatever `tf.summary.record_if` condition is in force; raises
-        `RuntimeError` if TensorFlow still declines to write.
+        On TensorFlow, writes whatever `tf.summary.record_if` condition is in
+        force; raises `RuntimeError` if TensorFlow still declines to write.
         """
         summary = summary_pb2.Summary(value=list(values))
+        if self._events is not None:
+            self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+            self._events.flush()
+            return
         # Explicitly on: Keras's TensorBoard(update_freq=N) leaves a
         # `record_if(batch % N == 0)` in force for the whole training.
         with self._writer.as_default(), tf.summary.record_if(True):
@@ -209,4 +252,4 @@ class SummaryWriter:
         self._writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        (self._events or self._writer).close()

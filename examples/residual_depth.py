@@ -391,7 +391,8 @@ def number(value: float, digits: int = 4) -> str:
 def markdown_table(runs: list[Run], variants: Sequence[str], depths: Sequence[int]) -> str:
     """One row per depth; per variant its train loss, train accuracy and test accuracy."""
     found = {(run.variant, run.depth): run for run in runs}
-    header = ["depth"] + [f"{VARIANTS[v]}: {what}" for v in variants for what in ("train loss", "train acc", "test acc")]
+    measures = ("train loss", "train acc", "test acc")
+    header = ["depth"] + [f"{VARIANTS[v]}: {what}" for v in variants for what in measures]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for network_depth in depths:
         cells = [str(network_depth)]

@@ -43,9 +43,7 @@ def test_make_bench_runs_exactly_the_scripts_tested_here():
     assert sorted(path.stem for path in BENCHMARKS.glob("*.py")) == sorted(SCRIPTS)
 
 
-def test_callback_overhead_times_every_variant_against_no_callback(capsys):
-    tables = load_benchmark("callback_overhead").main(["--smoke"])
-    assert len(tables) == 2 and tables[0] in capsys.readouterr().out  # MLP and CNN
+def check_overhead_tables(tables):
     for table in tables:
         by_variant = {row[0]: row for row in rows(table)}
         assert list(by_variant) == ["none", "keras TensorBoard", "InitDiagnostics defaults", "InitDiagnostics max",
@@ -72,6 +70,21 @@ def test_callback_overhead_times_every_variant_against_no_callback(capsys):
         assert added == pytest.approx(with_spectra - without, abs=1.5e-3)  # each rounded to 3 decimals
         computing = re.search(r"Timed directly, computing them takes ([\d.]+) s per log", table)
         assert computing and 0 < float(computing.group(1)) <= with_spectra + 5e-4  # a part of on_epoch_end
+
+
+def test_callback_overhead_times_every_variant_against_no_callback(capsys):
+    tables = load_benchmark("callback_overhead").main(["--smoke", "--backends", "tensorflow"])
+    assert len(tables) == 2 and tables[0] in capsys.readouterr().out  # MLP and CNN
+    assert all("backend tensorflow" in table.splitlines()[0] for table in tables)
+    check_overhead_tables(tables)
+
+
+def test_callback_overhead_measures_jax_and_pytorch_each_in_its_own_process(capsys):
+    tables = load_benchmark("callback_overhead").main(["--smoke", "--backends", "jax", "torch", "--models", "cnn"])
+    assert [table.splitlines()[0].split(", ")[-1] for table in tables] == ["backend jax", "backend torch"]
+    out = capsys.readouterr().out
+    assert all(table in out for table in tables)
+    check_overhead_tables(tables)
 
 
 def test_histogram_memory_sees_the_one_hot_matrix_that_kinit_avoids(capsys):

@@ -136,3 +136,39 @@ def test_update_ratio_spans_the_epochs_since_the_previous_log(tmp_path):
     for step in (2, 4):
         now, before = recorder.steps[step][0], recorder.steps[step - 2][0]
         assert float(ratios[step]) == pytest.approx(np.linalg.norm(now - before) / np.linalg.norm(now), rel=1e-4)
+
+
+def tensorboard_view(log_dir) -> dict:
+    """``{run: {tag: steps}}`` as TensorBoard serves them at its defaults: it
+    keeps a reservoir sample of each tag's steps (500 per histogram tag,
+    1000 per scalar, 10 per text)."""
+    from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
+    multiplexer.AddRunsFromDirectory(str(log_dir))
+    multiplexer.Reload()
+    return {run: {tag: {event.step for event in multiplexer.Tensors(run, tag)} for tag in tags["tensors"]}
+            for run, tags in multiplexer.Runs().items()}
+
+
+@pytest.mark.slow
+def test_the_initialization_stays_in_view_however_long_the_run(tmp_path):
+    x = np.random.default_rng(13).normal(size=(4, 2)).astype("float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    callback = InitDiagnostics(tmp_path, (x, x[:, :1]), buckets=3)
+    callback.set_model(model)
+    callback.on_train_begin()  # step 0
+    for step in range(1, 1001):  # a thousand later logs, as many epochs would make
+        callback.log(step)
+    callback.on_train_end()
+    runs = tensorboard_view(tmp_path)
+    main, initialization = runs["."], runs["initialization"]
+    histograms = [tag for tag in main if tag.split("/")[0] in ("weights", "activations", "gradients")]
+    assert len(histograms) == 5 and all(1000 in main[tag] and len(main[tag]) == 500 for tag in histograms)
+    # Step 0 is sampled away from the main run's histograms, and the initialization run holds it for every tag.
+    assert not any(0 in main[tag] for tag in histograms)
+    assert set(initialization) == {tag for tag in main if not tag.startswith("weight_update_ratio/")}
+    assert all(steps == {0} for steps in initialization.values()) and "findings" in initialization

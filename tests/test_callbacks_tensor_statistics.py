@@ -123,3 +123,25 @@ def test_the_traced_calls_kept_are_bounded():
     histogram_buckets([small] * 2, 4)  # used longest ago: evicted, then traced anew
     assert len(traced._CALLS) == traced.CALLS_KEPT
     assert max(len(key) for key in traced._CALLS) == traced.CALLS_KEPT + 5  # the latest stay
+
+
+def test_the_bins_are_those_of_tf_histogram_fixed_width():
+    import tensorflow as tf
+
+    from kinit.callbacks.writer import _bins
+
+    values = np.concatenate([RNG.normal(size=5000), np.linspace(-1.0, 2.0, 31), [-3.0, 5.0]])  # edges, and beyond
+    for low, high, buckets in ((-1.0, 2.0, 30), (-1.0, 2.0, 7), (0.1, 0.1 + 3e-7, 13)):
+        want = tf.histogram_fixed_width(values, [low, high], buckets, dtype=tf.int64).numpy()
+        got = _bins(tf.constant(values), tf.constant(low, tf.float64), tf.constant(high, tf.float64),
+                    tf.constant(buckets)).numpy()
+        np.testing.assert_array_equal(got, want)
+    from kinit.callbacks.writer import _bins_in_range
+
+    inside = np.concatenate([RNG.normal(size=5000), np.linspace(-1.0, 2.0, 31)])
+    for buckets in (30, 7, 1):
+        low, high = float(inside.min()), float(inside.max())
+        want = tf.histogram_fixed_width(inside, [low, high], buckets, dtype=tf.int64).numpy()
+        got = _bins_in_range(tf.constant(inside), tf.constant(low, tf.float64), tf.constant(high, tf.float64),
+                             tf.constant(buckets)).numpy()
+        np.testing.assert_array_equal(got, want)
