@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import keras
 
+from kinit.scalars import Bias, Scale
+
 #: Normalization layers with a learned scale (γ) and, but for RMS, shift (β).
 NORMALIZATION = (
     keras.layers.BatchNormalization,
@@ -56,8 +58,12 @@ RESAMPLING = (
     keras.layers.Flatten,
 )
 
+#: Fixup's scalar multiplier and bias (one number for every unit): a
+#: nonlinearity after them acts on the values they pass on.
+SCALARS = (Scale, Bias)
+
 #: Layers looked through to the next layer when searching for the nonlinearity.
-PASS_THROUGH = NORMALIZATION_OR_NOISE + RESAMPLING
+PASS_THROUGH = NORMALIZATION_OR_NOISE + RESAMPLING + SCALARS
 
 #: Merges looked through too: the nonlinearity after them acts on each input's
 #: values (Concatenate) or on their sum (residual connections).

@@ -266,3 +266,11 @@ def test_symmetric_units_are_found_in_a_subclassed_model_whose_wiring_is_traced(
     gated = Gated()
     gated(X)
     assert symmetric_layers(diagnose(gated, X).findings) == []
+
+
+def test_fixups_scalars_read_every_unit_alike():
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(4, kernel_initializer="ones", name="hidden")(inputs)
+    scaled = kinit.Scale(name="scale")(kinit.Bias(name="bias")(hidden))
+    outputs = keras.layers.Dense(2, kernel_initializer="ones", name="head")(keras.layers.ReLU()(scaled))
+    assert symmetric_layers(diagnose(keras.Model(inputs, outputs), X).findings) == ["hidden"]

@@ -449,3 +449,11 @@ def test_a_keras_initializer_as_policy_gets_the_einsum_axes_as_keras_hands_them_
     # query (32, 8, 16) of "abc,cde->abde": fan_in 32, fan_out 8 · 16 (Keras counts d, e).
     assert_moments(value(model, "mha/query/kernel"), 2 / (32 + 128), UNIFORM_KURTOSIS)
     assert_moments(value(model, "mha/attention_output/kernel"), 2 / (128 + 32), UNIFORM_KURTOSIS)
+
+
+def test_fixups_scalars_are_looked_through_to_the_nonlinearity():
+    inputs = keras.Input((8, 8, 3))
+    h = layers.Conv2D(8, 3, name="conv")(kinit.Bias(name="bias_in")(inputs))
+    h = layers.ReLU(name="relu")(kinit.Scale(name="scale")(kinit.Bias(name="bias_out")(h)))
+    row = rows_by_weight(kinit.initialize(keras.Model(inputs, h), seed=0))[("conv", "kernel")]
+    assert row.scheme.startswith("He normal") and "'bias_out' then 'scale' then 'relu'" in row.reason
