@@ -49,3 +49,4 @@ def standard_errors(n: int, k: float = 5.0):
 @pytest.fixture
 def fresh_python():
     return run_python
+

@@ -184,7 +184,7 @@ print(json.dumps(result, default=str))
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def backend_runs(tmp_path_factory):
     from conftest import ROOT, run_python
 

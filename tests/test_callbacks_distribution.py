@@ -112,7 +112,7 @@ def start_worker(index: int, ports: list, log_dir, data) -> subprocess.Popen:
                             text=True, env=env)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_workers(tmp_path_factory):
     """Both workers' reports and the shared log_dir; a worker that does not finish in time fails the run."""
     log_dir = tmp_path_factory.mktemp("multi_worker") / "logs"
@@ -277,7 +277,7 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def jax_devices():
     env_before = os.environ.get("XLA_FLAGS")
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"

@@ -8,6 +8,9 @@ import pytest
 from kinit.callbacks import InitDiagnostics
 from tensorboard_events import read_events
 
+# Its tests share one expensive session fixture: one worker runs them all, once.
+pytestmark = pytest.mark.xdist_group("callback-events")
+
 STEPS = (0, 1, 2)
 LAYERS = ("hidden", "out")
 BUCKETS = 12
@@ -44,7 +47,7 @@ def numpy_tensors(weights, x, y):
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory):
     keras.utils.set_random_seed(11)
     rng = np.random.default_rng(11)

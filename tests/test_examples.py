@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Its tests share one expensive session fixture: one worker runs them all, once.
+pytestmark = pytest.mark.xdist_group("examples")
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -246,12 +249,12 @@ def test_orthogonal_gain_is_kinits_gain_of_the_activation():
 
 # --- the comparison, end to end on a synthetic stand-in ----------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     return data_module.write_synthetic(tmp_path_factory.mktemp("fashion"), n_train=500, n_test=200)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick_run(synthetic_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("comparison")
     return comparison.main(["--quick", "--quiet", "--data-dir", str(synthetic_dir),

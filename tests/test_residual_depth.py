@@ -15,6 +15,9 @@ import pytest
 import kinit
 from test_examples import EXAMPLES, data_module, load_example
 
+# Its tests share one expensive session fixture: one worker runs them all, once.
+pytestmark = pytest.mark.xdist_group("residual-depth")
+
 residual_depth = load_example("residual_depth")
 SCRIPT = EXAMPLES / "residual_depth.py"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -59,7 +62,7 @@ def test_fixup_is_the_recipe_with_its_scalars_at_a_tenth_of_the_rate():
     assert not any(isinstance(layer, (kinit.Scale, kinit.Bias)) for m in others.values() for layer in m.layers)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick(tmp_path_factory):
     data_dir = data_module.write_synthetic(tmp_path_factory.mktemp("fashion"), n_train=600, n_test=300)
     output = tmp_path_factory.mktemp("residual_depth") / "run"
