@@ -13,6 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One pytest-xdist worker per core: each worker (and the processes it
+    # starts) computes on one thread, else TensorFlow's, XLA's and PyTorch's
+    # thread pools of both workers contend for the two cores and spin.
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 
 def run_python(code: str, *, backend: str | None = None, cwd=None, timeout: int = 300):
     """Run `code` in a fresh Python process that imports this checkout.
@@ -50,3 +57,9 @@ def standard_errors(n: int, k: float = 5.0):
 def fresh_python():
     return run_python
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first, so that the two workers end together rather than one
+    waiting while the other runs a long test collected last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

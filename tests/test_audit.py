@@ -364,6 +364,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_audit_on_other_backends(backend):
     result = run_python(BACKEND_CODE, backend=backend)

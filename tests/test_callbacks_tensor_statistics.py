@@ -115,6 +115,7 @@ def test_which_tensors_hold_nan_does_not_change_what_is_traced():
     np.testing.assert_array_equal(second, histogram_buckets(clean, 5).numpy())
 
 
+@pytest.mark.slow
 def test_the_traced_calls_kept_are_bounded():
     small = np.ones(3, "float32")
     for count in range(1, traced.CALLS_KEPT + 6):  # a new sequence of functions each time

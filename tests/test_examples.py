@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 # Its tests share one expensive session fixture: one worker runs them all, once.
-pytestmark = pytest.mark.xdist_group("examples")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -16,7 +16,7 @@ import kinit
 from test_examples import EXAMPLES, data_module, load_example
 
 # Its tests share one expensive session fixture: one worker runs them all, once.
-pytestmark = pytest.mark.xdist_group("residual-depth")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("residual-depth")]
 
 residual_depth = load_example("residual_depth")
 SCRIPT = EXAMPLES / "residual_depth.py"

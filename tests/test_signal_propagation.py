@@ -156,6 +156,7 @@ print(json.dumps({"blocks": len(report), "residual": [row.residual_variance for 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_signal_propagation_on_other_backends(backend):
     import json
