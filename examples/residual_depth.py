@@ -75,7 +75,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # checked first, so that a bad flag costs one line and no wait.
 import numpy as np  # noqa: E402
 
-from fashion_mnist_comparison import Parser, bounded, output_dir_problem  # noqa: E402
+from fashion_mnist_comparison import PROBE_MAX, SEED_MAX, Parser, bounded, output_dir_problem  # noqa: E402
 from fashion_mnist_data import (  # noqa: E402
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -99,8 +99,6 @@ STAGE_WIDTHS = (16, 32, 64)
 #: block's sum (its output's histogram is the signal through the blocks) and
 #: the classifier. All layers would triple the cost of each log.
 DIAGNOSED_LAYERS = r"(^stem|_conv2|_add|^head)$"
-SEED_MAX = 2**32 - 1
-PROBE_MAX = 4096  # kinit.callbacks.observe.MAX_PROBE_EXAMPLES (not imported here: it loads Keras)
 #: What a run writes into its output directory.
 OUTPUTS = {
     "logs": "logs",
