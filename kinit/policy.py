@@ -62,8 +62,11 @@ class InitReport(Report):
     """
 
     columns = ("path", "weight", "shape", "scheme", "reason")
-    notes: list = []
-    policy: Optional["Policy"] = None
+
+    def __init__(self, rows=(), notes=(), policy: Optional["Policy"] = None):
+        super().__init__(rows)
+        self.notes: list = list(notes)  # each report its own list
+        self.policy = policy
 
 
 def initialize(

@@ -457,3 +457,12 @@ def test_fixups_scalars_are_looked_through_to_the_nonlinearity():
     h = layers.ReLU(name="relu")(kinit.Scale(name="scale")(kinit.Bias(name="bias_out")(h)))
     row = rows_by_weight(kinit.initialize(keras.Model(inputs, h), seed=0))[("conv", "kernel")]
     assert row.scheme.startswith("He normal") and "'bias_out' then 'scale' then 'relu'" in row.reason
+
+
+def test_each_report_has_its_own_notes():
+    first, second = kinit.InitReport(), kinit.InitReport()
+    first.notes.append("only mine")
+    assert second.notes == [] and kinit.InitReport().notes == []
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(2)])
+    report = kinit.initialize(model, seed=0)
+    assert report.notes == [] and report.notes is not first.notes
