@@ -140,12 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
              "(default: %(default)s)")
     add("--seed", type=bounded(int, 0, SEED_MAX), default=0,
         help="fixes the subsets, the data order, dropout and the initial weights (default: %(default)s)")
-    add("--data-dir", type=Path,
-        help="a directory with the four Fashion-MNIST IDX .gz files (default: none; search "
-             "Keras's cache and Debian's path, then install Debian's package or download)")
-    add("--no-download", action="store_true",
-        help="use only files already on this machine: never install Debian's package "
-             "nor try Keras's download (default: off)")
+    add_data_flags(add)
     add("--output-dir", type=Path,
         help="where logs, table and plots go; one that already holds an earlier comparison's "
              "is refused (default: runs/fashion_mnist/<timestamp>)")
@@ -154,16 +149,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_data_flags(add) -> None:
+    """``--data-dir`` and ``--no-download``, the routes of `load_fashion_mnist`."""
+    add("--data-dir", type=Path,
+        help="a directory with the four Fashion-MNIST IDX .gz files (default: none; search "
+             "Keras's cache and Debian's path, then install Debian's package or download)")
+    add("--no-download", action="store_true",
+        help="use only files already on this machine: never install Debian's package "
+             "nor try Keras's download (default: off)")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The flags, with the mode's defaults filled in, checked before anything is loaded or written."""
-    parser = build_parser()
+    return checked_args(build_parser(), argv, QUICK, FULL, "fashion_mnist", flags_problem)
+
+
+def checked_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], quick: dict, full: dict,
+                 runs: str, problem_of) -> argparse.Namespace:
+    """`parser`'s flags, the unset ones taken from the `quick` or `full`
+    mode, the output directory defaulting to ``runs/<runs>/<timestamp>``;
+    ``problem_of(args)`` ends the program with one line on stderr."""
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
+    for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.output_dir is None:
-        args.output_dir = Path("runs", "fashion_mnist", time.strftime("%Y%m%d-%H%M%S"))
-    problem = flags_problem(args)
+        args.output_dir = Path("runs", runs, time.strftime("%Y%m%d-%H%M%S"))
+    problem = problem_of(args)
     if problem:
         parser.error(problem)
     return args
@@ -176,10 +188,17 @@ def flags_problem(args: argparse.Namespace) -> Optional[str]:
         return (f"argument --schemes: {', '.join(repeated)} given more than once; "
                 "each scheme is one run, name it once")
     train_size = TRAIN_EXAMPLES if args.train_size is None else args.train_size
+    return probe_or_output_problem(args, train_size)
+
+
+def probe_or_output_problem(args: argparse.Namespace, train_size: int, outputs: Optional[dict] = None,
+                            what: str = "comparison") -> Optional[str]:
+    """A probe larger than the `train_size` examples it is drawn from, or an
+    output directory the `what` cannot write into (`output_dir_problem`), or None."""
     if args.probe_size > train_size:
         return (f"argument --probe-size: {args.probe_size} is more than the {train_size} training "
                 "examples it is drawn from (--train-size)")
-    problem = output_dir_problem(args.output_dir)
+    problem = output_dir_problem(args.output_dir, outputs, what)
     return f"argument --output-dir: {args.output_dir} {problem}" if problem else None
 
 

@@ -60,7 +60,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eval-size", type=int, help="training images the loss is measured on (default 10000, quick 500)")
     parser.add_argument("--seeds", type=int, help="seeds per configuration (default 2, quick 1)")
     parser.add_argument("--data-dir", type=Path, help="a directory with the four Fashion-MNIST files")
-    parser.add_argument("--no-download", action="store_true", help="never fall back to Keras's download")
+    parser.add_argument("--no-download", action="store_true", help="use only files already on this machine: never install Debian's package nor try "
+                        "Keras's download")
     parser.add_argument("--output-dir", type=Path, help="default runs/mup_transfer/<YYYYmmdd-HHMMSS>")
     parser.add_argument("--quiet", action="store_true", help="print only the results")
     args = parser.parse_args(argv)

@@ -75,7 +75,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # checked first, so that a bad flag costs one line and no wait.
 import numpy as np  # noqa: E402
 
-from fashion_mnist_comparison import PROBE_MAX, SEED_MAX, Parser, bounded, output_dir_problem  # noqa: E402
+from fashion_mnist_comparison import (  # noqa: E402
+    PROBE_MAX,
+    SEED_MAX,
+    Parser,
+    add_data_flags,
+    bounded,
+    checked_args,
+    probe_or_output_problem,
+)
 from fashion_mnist_data import (  # noqa: E402
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -149,11 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
              f"(default: {FULL['probe_size']}; {QUICK['probe_size']} with --quick)")
     add("--seed", type=bounded(int, 0, SEED_MAX), default=0,
         help="fixes the subsets, the data order and the initial weights (default: %(default)s)")
-    add("--data-dir", type=Path,
-        help="a directory with the four Fashion-MNIST IDX .gz files (default: none; search "
-             "Keras's cache and Debian's path, then install Debian's package or download)")
-    add("--no-download", action="store_true",
-        help="use only files already on this machine (default: off)")
+    add_data_flags(add)
     add("--output-dir", type=Path,
         help="where logs, table and plots go; one that already holds an earlier run's is refused "
              "(default: runs/residual_depth/<timestamp>)")
@@ -163,17 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The flags, with the mode's defaults filled in, checked before anything is loaded or written."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.output_dir is None:
-        args.output_dir = Path("runs", "residual_depth", time.strftime("%Y%m%d-%H%M%S"))
-    problem = flags_problem(args)
-    if problem:
-        parser.error(problem)
-    return args
+    return checked_args(build_parser(), argv, QUICK, FULL, "residual_depth", flags_problem)
 
 
 def flags_problem(args: argparse.Namespace) -> Optional[str]:
@@ -182,11 +176,7 @@ def flags_problem(args: argparse.Namespace) -> Optional[str]:
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         if repeated:
             return f"argument {flag}: {', '.join(repeated)} given more than once; name each once"
-    if args.probe_size > args.train_size:
-        return (f"argument --probe-size: {args.probe_size} is more than the {args.train_size} training "
-                "examples it is drawn from (--train-size)")
-    problem = output_dir_problem(args.output_dir, OUTPUTS, "run")
-    return f"argument --output-dir: {args.output_dir} {problem}" if problem else None
+    return probe_or_output_problem(args, args.train_size, OUTPUTS, "run")
 
 
 # The networks -----------------------------------------------------------------------------------
